@@ -1,0 +1,246 @@
+"""Content-addressed artifact store over any fsspec filesystem (a local folder by default).
+
+Objects live at ``<root>/objects/<sha[:2]>/<sha[2:]>``. A write streams into
+``<root>/tmp/<random>`` and is then moved onto its final name, so a reader never sees
+a partial object: a rename on a local disk, a copy of a completed upload on S3.
+Identical content is stored once. Reads verify the sha256 as the bytes go by.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+import fsspec
+
+from loopml.errors import ArtifactError, ConfigError, CorruptArtifactError, NotFoundError
+
+__all__ = ["ArtifactStore", "StoredBlob"]
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class StoredBlob:
+    """A stored object: its content hash and size in bytes."""
+
+    sha256: str
+    size: int
+
+
+class ArtifactStore:
+    """Stores and returns bytes by their sha256.
+
+    Args:
+        url: A local folder or an fsspec URL such as ``s3://bucket/prefix``.
+        options: Keyword options for the fsspec filesystem (credentials, endpoint_url).
+    """
+
+    def __init__(self, url: str, options: dict[str, Any] | None = None) -> None:
+        self.url = url
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **(options or {}))
+        except (ImportError, ValueError) as error:
+            raise ConfigError(
+                f"Cannot open the artifact store {url!r}: {error}. For s3:// URLs run "
+                "pip install 'loopml[s3]'."
+            ) from None
+        self.root = root.rstrip("/")
+        self._local = "file" in _protocols(self.fs)
+
+    def ensure(self) -> None:
+        """Creates the store's folders; raises ConfigError when that is impossible."""
+        try:
+            self.fs.makedirs(f"{self.root}/objects", exist_ok=True)
+            self.fs.makedirs(f"{self.root}/tmp", exist_ok=True)
+        except OSError as error:
+            raise ConfigError(
+                f"Cannot create the artifact store at {self.url}: {error}. Point "
+                "LOOPML_ARTIFACTS_URL (or LOOPML_HOME) at a writable location."
+            ) from None
+
+    def object_path(self, sha256: str) -> str:
+        return f"{self.root}/objects/{sha256[:2]}/{sha256[2:]}"
+
+    def exists(self, sha256: str) -> bool:
+        path = self.object_path(sha256)
+        # Object stores (s3fs) answer from cached listings; another client may have
+        # stored or deleted this object since, so ask the store itself.
+        self.fs.invalidate_cache(path)
+        return bool(self.fs.exists(path))
+
+    def put_file(self, path: str | os.PathLike[str]) -> StoredBlob:
+        """Stores a local file, streaming it in chunks; returns its hash and size."""
+        source = Path(path)
+        digest, size = _hash_file(source)
+        if self.exists(digest):
+            return StoredBlob(digest, size)
+        with source.open("rb") as handle:
+            stored = self._write(handle)
+        if stored.sha256 != digest:
+            raise ArtifactError(
+                f"{source} changed while it was being stored; log it again once it is "
+                "no longer being written."
+            )
+        return stored
+
+    def put_bytes(self, data: bytes) -> StoredBlob:
+        """Stores bytes held in memory (small artifacts: dicts, text, figures)."""
+        digest = hashlib.sha256(data).hexdigest()
+        if not self.exists(digest):
+            self._publish(data, digest)
+        return StoredBlob(digest, len(data))
+
+    def _write(self, stream: BinaryIO) -> StoredBlob:
+        """Streams ``stream`` into a temporary object, then publishes it under its hash."""
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
+        hasher = hashlib.sha256()
+        size = 0
+        try:
+            with self.fs.open(tmp, "wb") as out:
+                while chunk := stream.read(CHUNK):
+                    hasher.update(chunk)
+                    size += len(chunk)
+                    out.write(chunk)
+            self._move(tmp, hasher.hexdigest())
+        except BaseException:
+            self._discard(tmp)
+            raise
+        return StoredBlob(hasher.hexdigest(), size)
+
+    def _publish(self, data: bytes, digest: str) -> None:
+        tmp = f"{self.root}/tmp/{uuid.uuid4().hex}"
+        try:
+            with self.fs.open(tmp, "wb") as out:
+                out.write(data)
+            self._move(tmp, digest)
+        except BaseException:
+            self._discard(tmp)
+            raise
+
+    def _move(self, tmp: str, digest: str) -> None:
+        final = self.object_path(digest)
+        if self._local:
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            # os.replace is atomic; two writers of the same content both succeed.
+            os.replace(tmp, final)
+        else:
+            self.fs.mv(tmp, final)
+
+    def _discard(self, tmp: str) -> None:
+        try:
+            if self.fs.exists(tmp):
+                self.fs.rm(tmp)
+        except OSError:
+            pass
+
+    def open(self, sha256: str) -> _VerifyingReader:
+        """Opens an object for streaming reads; the hash is checked when the end is reached."""
+        path = self.object_path(sha256)
+        self.fs.invalidate_cache(path)
+        try:
+            handle = self.fs.open(path, "rb")
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"Artifact {sha256} is missing from the artifact store {self.url}. It may "
+                "have been garbage-collected; log it again."
+            ) from None
+        return _VerifyingReader(handle, sha256, f"{self.url}/objects/{sha256[:2]}/{sha256[2:]}")
+
+    def read_bytes(self, sha256: str) -> bytes:
+        """Reads a whole (small) object, verified."""
+        with self.open(sha256) as reader:
+            return reader.read()
+
+    def iter_chunks(self, sha256: str) -> Iterator[bytes]:
+        """Yields an object's bytes in chunks, verified at the end."""
+        with self.open(sha256) as reader:
+            while chunk := reader.read(CHUNK):
+                yield chunk
+
+    def download(self, sha256: str, destination: str | os.PathLike[str]) -> Path:
+        """Writes an object to a local file, verified, atomically."""
+        target = Path(destination)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            with tmp.open("wb") as out:
+                for chunk in self.iter_chunks(sha256):
+                    out.write(chunk)
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def verify(self, sha256: str) -> None:
+        """Reads an object through and raises CorruptArtifactError if its hash is wrong."""
+        for _ in self.iter_chunks(sha256):
+            pass
+
+    def delete(self, sha256: str) -> None:
+        try:
+            self.fs.rm(self.object_path(sha256))
+        except FileNotFoundError:
+            pass
+
+
+class _VerifyingReader:
+    """A read-only stream that hashes what it returns and checks the hash at the end."""
+
+    def __init__(self, handle: IO[bytes], sha256: str, where: str) -> None:
+        self._handle = handle
+        self._expected = sha256
+        self._where = where
+        self._hasher = hashlib.sha256()
+        self._checked = False
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        self._hasher.update(data)
+        if not data or size < 0:
+            self._check()
+        return data
+
+    def _check(self) -> None:
+        if self._checked:
+            return
+        self._checked = True
+        actual = self._hasher.hexdigest()
+        if actual != self._expected:
+            raise CorruptArtifactError(
+                f"Artifact {self._expected} is corrupted at {self._where}: its content now "
+                f"hashes to {actual}. Restore the file from a backup or log the artifact "
+                "again; loopml refused to return the damaged bytes."
+            )
+
+    def close(self) -> None:
+        self._handle.close()
+
+    def __enter__(self) -> _VerifyingReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    hasher = hashlib.sha256()
+    size = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(CHUNK):
+                hasher.update(chunk)
+                size += len(chunk)
+    except FileNotFoundError:
+        raise NotFoundError(f"{path} does not exist; check the path you passed.") from None
+    return hasher.hexdigest(), size
+
+
+def _protocols(fs: Any) -> set[str]:
+    protocol = fs.protocol
+    return set(protocol) if isinstance(protocol, (tuple, list)) else {protocol}

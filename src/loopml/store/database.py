@@ -1,0 +1,167 @@
+"""Opens the metadata database, brings its schema to the current revision, hands out sessions.
+
+SQLite runs in WAL mode with a busy timeout, and write transactions start with
+``BEGIN IMMEDIATE``: a deferred transaction that later wants to write can fail at
+once with "database is locked" (SQLite refuses to wait to avoid a deadlock), while
+an immediate one waits its turn. Reads stay deferred so they never block writers.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from loopml.errors import ConfigError, SchemaVersionError
+
+__all__ = ["Database"]
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+_BUSY_TIMEOUT_MS = 60_000
+T = TypeVar("T")
+
+
+class Database:
+    """The metadata store's connection: one engine, migrations, and session factories.
+
+    Args:
+        url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+        schema: PostgreSQL schema to use (tests isolate themselves this way).
+    """
+
+    def __init__(self, url: str, *, schema: str | None = None) -> None:
+        self.url = url
+        self.schema = schema
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(
+                f"{url!r} is not a database URL; use sqlite:///path/to/loopml.db or "
+                "postgresql+psycopg://user@host/db."
+            ) from None
+        self.dialect = parsed.get_backend_name()
+        self.engine = self._create_engine(url)
+        self._writes = sessionmaker(
+            self.engine.execution_options(loopml_write=True), expire_on_commit=False
+        )
+        self._reads = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _create_engine(self, url: str) -> Engine:
+        connect_args: dict[str, Any] = {}
+        if self.dialect == "sqlite":
+            connect_args = {"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        elif self.dialect == "postgresql" and self.schema:
+            connect_args = {"options": f"-csearch_path={self.schema}"}
+        try:
+            engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+        except ModuleNotFoundError as error:
+            raise ConfigError(
+                f"The driver for {self.dialect} is not installed ({error.name}); "
+                "run: pip install 'loopml[postgres]'."
+            ) from None
+        if self.dialect == "sqlite":
+            _configure_sqlite(engine)
+        return engine
+
+    def upgrade(self) -> None:
+        """Creates or upgrades the schema with Alembic; refuses a newer schema."""
+        script = ScriptDirectory.from_config(self._alembic_config())
+        try:
+            with self.engine.connect() as connection:
+                current = MigrationContext.configure(connection).get_current_revision()
+        except OperationalError as error:
+            raise ConfigError(
+                f"Cannot open the metadata database {self._safe_url()}: {error.orig}. "
+                "Check LOOPML_DB_URL, that the server runs and that the folder is writable."
+            ) from None
+        if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
+            raise SchemaVersionError(
+                f"The workspace database {self._safe_url()} has schema revision {current!r}, "
+                "written by a newer loopml than this one. Upgrade loopml "
+                "(pip install -U loopml); nothing was changed."
+            )
+        if current != script.get_current_head():
+            # The write lock (or an advisory lock) makes concurrent first opens take turns;
+            # Alembic re-reads the revision under it, so the later ones find nothing to do.
+            with self.engine.execution_options(loopml_write=True).begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
+                config = self._alembic_config()
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+
+    def revision(self) -> str | None:
+        """The schema revision the database is at."""
+        with self.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def _alembic_config(self) -> Config:
+        config = Config()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        return config
+
+    def _safe_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """A session in a write transaction, committed on success, rolled back on error."""
+        with self._writes.begin() as session:
+            yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A session for reads."""
+        with self._reads() as session:
+            yield session
+
+    def retry(self, operation: Callable[[], T], attempts: int = 8) -> T:
+        """Runs ``operation`` again when the database reports a transient lock or conflict."""
+        for attempt in range(attempts):
+            try:
+                return operation()
+            except OperationalError as error:
+                if attempt == attempts - 1 or not _is_transient(error):
+                    raise
+                time.sleep(min(2.0, 0.05 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _is_transient(error: OperationalError) -> bool:
+    text = str(error.orig).lower()
+    return "locked" in text or "busy" in text or "deadlock" in text
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how transactions start.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        if connection.get_execution_options().get("loopml_write"):
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.exec_driver_sql("BEGIN")

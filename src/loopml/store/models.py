@@ -1,0 +1,170 @@
+"""SQLAlchemy tables of the metadata store; rows never leave ``loopml.store``.
+
+Migrations in ``store/migrations`` create and upgrade these tables; a test compares
+the migrated schema with this module so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base",
+    "BlobRow",
+    "EnvironmentRow",
+    "ExperimentRow",
+    "LatestMetricRow",
+    "MetricRow",
+    "ParamRow",
+    "RunArtifactRow",
+    "RunRow",
+    "TagRow",
+]
+
+# Stable constraint names so migrations can refer to them on every backend.
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+
+
+class ExperimentRow(Base):
+    __tablename__ = "experiments"
+
+    experiment_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class EnvironmentRow(Base):
+    """A Python environment, stored once per distinct content (runs point at it)."""
+
+    __tablename__ = "environments"
+
+    environment_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    python_version: Mapped[str] = mapped_column(String(64))
+    platform: Mapped[str] = mapped_column(String(256))
+    packages: Mapped[str] = mapped_column(Text)  # JSON object: distribution -> version
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+    __table_args__ = (Index(None, "experiment_id", "start_time"),)
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    experiment_id: Mapped[int] = mapped_column(ForeignKey("experiments.experiment_id"))
+    name: Mapped[str] = mapped_column(String(256))
+    parent_run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="SET NULL"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    start_time: Mapped[int] = mapped_column(BigInteger)
+    end_time: Mapped[int | None] = mapped_column(BigInteger)
+    error: Mapped[str | None] = mapped_column(Text)
+    user: Mapped[str | None] = mapped_column(String(256))
+    source: Mapped[str | None] = mapped_column(Text)
+    git_commit: Mapped[str | None] = mapped_column(String(64))
+    git_dirty: Mapped[bool | None] = mapped_column(Boolean)
+    git_diff_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"))
+    environment_id: Mapped[str | None] = mapped_column(
+        ForeignKey("environments.environment_id")
+    )
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ParamRow(Base):
+    __tablename__ = "params"
+    __table_args__ = (Index(None, "key", "value_number"),)
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    # The value as a number when it reads as one, so `params.lr < 0.1` compares numbers.
+    value_number: Mapped[float | None] = mapped_column(Float)
+
+
+class TagRow(Base):
+    __tablename__ = "tags"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class MetricRow(Base):
+    """Every logged metric value: the full history. NaN is kept as value NULL + is_nan."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (Index(None, "run_id", "key", "step"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    key: Mapped[str] = mapped_column(String(256))
+    value: Mapped[float | None] = mapped_column(Float)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class LatestMetricRow(Base):
+    """The newest value of each metric per run (highest step, then time): what search reads."""
+
+    __tablename__ = "latest_metrics"
+    __table_args__ = (Index(None, "key", "value"),)
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    is_nan: Mapped[bool] = mapped_column(Boolean, default=False)
+    step: Mapped[int] = mapped_column(BigInteger)
+    timestamp: Mapped[int] = mapped_column(BigInteger)
+
+
+class BlobRow(Base):
+    """One stored content hash in the artifact store; references live in other tables."""
+
+    __tablename__ = "blobs"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    # Last time anything stored this content: gc spares blobs touched within its grace time.
+    touched_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RunArtifactRow(Base):
+    __tablename__ = "run_artifacts"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)

@@ -1,0 +1,138 @@
+"""Blob rows (one per stored content hash), run artifact links, and what gc may collect.
+
+A blob is referenced by every column listed in ``BLOB_REFERENCES``; later layers add
+theirs there. Its reference count is the number of rows naming it, counted by query at
+collection time, so the count can never drift from the rows themselves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import Column, delete, exists, func, select
+from sqlalchemy.orm import Session
+
+from loopml.store.database import Database
+from loopml.store.entities import ArtifactInfo
+from loopml.store.models import (
+    BlobRow,
+    ExperimentRow,
+    RunArtifactRow,
+    RunRow,
+)
+from loopml.store.repositories._util import now_ms, upsert
+
+__all__ = ["BLOB_REFERENCES", "BlobRepository"]
+
+BLOB_REFERENCES: list[Column[str] | Column[str | None]] = [
+    RunArtifactRow.__table__.c.sha256,
+    RunRow.__table__.c.git_diff_sha256,
+]
+
+
+class BlobRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def touch(self, blobs: Sequence[tuple[str, int]]) -> None:
+        """Records stored content hashes (or refreshes their touch time)."""
+        if not blobs:
+            return
+        now = now_ms()
+
+        def write() -> None:
+            with self.db.write() as session:
+                _touch(session, blobs, now)
+
+        self.db.retry(write)
+
+    def link_run_artifacts(self, run_id: str, artifacts: Sequence[ArtifactInfo]) -> None:
+        """Registers the blobs and points run paths at them (a path logged again is replaced)."""
+        now = now_ms()
+
+        def write() -> None:
+            with self.db.write() as session:
+                _touch(session, [(a.sha256, a.size) for a in artifacts], now)
+                stmt = upsert(session, RunArtifactRow)
+                session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "path"],
+                        set_={"sha256": stmt.excluded.sha256, "size": stmt.excluded.size},
+                    ),
+                    [
+                        {"run_id": run_id, "path": a.path, "sha256": a.sha256, "size": a.size}
+                        for a in artifacts
+                    ],
+                )
+
+        self.db.retry(write)
+
+    def run_artifacts(self, run_id: str, prefix: str = "") -> list[ArtifactInfo]:
+        with self.db.read() as session:
+            query = select(RunArtifactRow).where(RunArtifactRow.run_id == run_id)
+            if prefix:
+                query = query.where(
+                    (RunArtifactRow.path == prefix)
+                    | RunArtifactRow.path.startswith(prefix.rstrip("/") + "/", autoescape=True)
+                )
+            rows = session.scalars(query.order_by(RunArtifactRow.path))
+            return [ArtifactInfo(row.path, row.sha256, row.size) for row in rows]
+
+    def reference_count(self, sha256: str) -> int:
+        with self.db.read() as session:
+            return sum(
+                session.scalar(select(func.count()).where(column == sha256)) or 0
+                for column in BLOB_REFERENCES
+            )
+
+    def known(self, sha256s: Sequence[str]) -> set[str]:
+        with self.db.read() as session:
+            return set(session.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_(sha256s))))
+
+    # -- garbage collection ---------------------------------------------------
+    def purge_deleted(self) -> tuple[int, int]:
+        """Removes soft-deleted runs (and runs of deleted experiments), then deleted experiments."""
+        with self.db.write() as session:
+            doomed_experiments = select(ExperimentRow.experiment_id).where(
+                ExperimentRow.deleted_at.is_not(None)
+            )
+            runs = session.execute(
+                delete(RunRow).where(
+                    RunRow.deleted_at.is_not(None) | RunRow.experiment_id.in_(doomed_experiments)
+                )
+            ).rowcount
+            experiments = session.execute(
+                delete(ExperimentRow).where(ExperimentRow.deleted_at.is_not(None))
+            ).rowcount
+        return int(runs or 0), int(experiments or 0)
+
+    def collect_unreferenced(self, older_than_ms: int, limit: int = 1000) -> list[tuple[str, int]]:
+        """Deletes up to ``limit`` blob rows nothing references; returns their hashes and sizes.
+
+        The caller then removes the objects. Blobs touched after ``older_than_ms`` are
+        spared, so content that a writer is storing right now is never taken away.
+        """
+        unreferenced = [~exists().where(column == BlobRow.sha256) for column in BLOB_REFERENCES]
+        with self.db.write() as session:
+            rows = session.execute(
+                select(BlobRow.sha256, BlobRow.size)
+                .where(BlobRow.touched_at < older_than_ms, *unreferenced)
+                .limit(limit)
+            ).all()
+            if rows:
+                session.execute(delete(BlobRow).where(BlobRow.sha256.in_([r[0] for r in rows])))
+        return [(sha, size) for sha, size in rows]
+
+
+def _touch(session: Session, blobs: Sequence[tuple[str, int]], now: int) -> None:
+    stmt = upsert(session, BlobRow)
+    unique = {sha: size for sha, size in blobs}
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["sha256"], set_={"touched_at": stmt.excluded.touched_at}
+        ),
+        [
+            {"sha256": sha, "size": size, "created_at": now, "touched_at": now}
+            for sha, size in sorted(unique.items())
+        ],
+    )

@@ -1,0 +1,267 @@
+"""Runs with their params, tags, metrics (full history and latest) and environments."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy.orm import Session
+
+from loopml.errors import NotFoundError, ValidationError
+from loopml.store.database import Database
+from loopml.store.entities import Metric, RunInfo, RunRecord
+from loopml.store.models import (
+    EnvironmentRow,
+    LatestMetricRow,
+    MetricRow,
+    ParamRow,
+    RunRow,
+    TagRow,
+)
+from loopml.store.repositories._util import now_ms, upsert
+
+__all__ = ["MetricPoint", "RunRepository"]
+
+# (run_id, key, value, step, timestamp): what the background writer batches.
+MetricPoint = tuple[str, str, float, int, int]
+
+
+class RunRepository:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- runs -----------------------------------------------------------------
+    def create(self, values: dict[str, Any], tags: dict[str, str]) -> RunInfo:
+        def write() -> None:
+            with self.db.write() as session:
+                session.execute(insert(RunRow).values(**values))
+                if tags:
+                    session.execute(
+                        insert(TagRow),
+                        [{"run_id": values["run_id"], "key": k, "value": v} for k, v in tags.items()],
+                    )
+
+        self.db.retry(write)
+        return self.get(values["run_id"])
+
+    def get(self, run_id: str) -> RunInfo:
+        with self.db.read() as session:
+            row = session.get(RunRow, run_id)
+            if row is None:
+                raise NotFoundError(
+                    f"No run {run_id!r}. `loopml runs list` shows run ids; a run removed by "
+                    "`loopml gc` cannot come back."
+                )
+            return to_run_info(row)
+
+    def finish(self, run_id: str, status: str, error: str | None) -> None:
+        def write() -> None:
+            with self.db.write() as session:
+                session.execute(
+                    update(RunRow)
+                    .where(RunRow.run_id == run_id)
+                    .values(status=status, end_time=now_ms(), error=error)
+                )
+
+        self.db.retry(write)
+
+    def set_deleted(self, run_ids: Sequence[str], deleted: bool) -> None:
+        with self.db.write() as session:
+            session.execute(
+                update(RunRow)
+                .where(RunRow.run_id.in_(run_ids))
+                .values(deleted_at=now_ms() if deleted else None)
+            )
+
+    def children(self, run_id: str) -> list[RunInfo]:
+        with self.db.read() as session:
+            rows = session.scalars(
+                select(RunRow).where(RunRow.parent_run_id == run_id).order_by(RunRow.start_time)
+            )
+            return [to_run_info(row) for row in rows]
+
+    # -- params and tags ------------------------------------------------------
+    def log_params(self, run_id: str, params: dict[str, tuple[str, float | None]]) -> None:
+        """Stores params; the same value again is a no-op, a different one an error."""
+
+        def write() -> None:
+            with self.db.write() as session:
+                found = session.execute(
+                    select(ParamRow.key, ParamRow.value).where(
+                        ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
+                    )
+                )
+                existing = {key: value for key, value in found}
+                for key, (value, _) in params.items():
+                    if key in existing and existing[key] != value:
+                        raise ValidationError(
+                            f"Param {key!r} of run {run_id} is already {existing[key]!r}; "
+                            f"params are fixed once logged, so it cannot become {value!r}. "
+                            "Log a value that changes as a metric or a tag, or start a new run."
+                        )
+                fresh = [
+                    {"run_id": run_id, "key": k, "value": v, "value_number": n}
+                    for k, (v, n) in params.items()
+                    if k not in existing
+                ]
+                if fresh:
+                    session.execute(insert(ParamRow), fresh)
+
+        self.db.retry(write)
+
+    def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
+        def write() -> None:
+            with self.db.write() as session:
+                stmt = upsert(session, TagRow)
+                session.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["run_id", "key"], set_={"value": stmt.excluded.value}
+                    ),
+                    [{"run_id": run_id, "key": k, "value": v} for k, v in tags.items()],
+                )
+
+        self.db.retry(write)
+
+    def delete_tag(self, run_id: str, key: str) -> None:
+        with self.db.write() as session:
+            session.execute(delete(TagRow).where(TagRow.run_id == run_id, TagRow.key == key))
+
+    # -- metrics --------------------------------------------------------------
+    def insert_metrics(self, points: Sequence[MetricPoint]) -> None:
+        """Appends metric points to the history and moves each key's latest value forward."""
+        if not points:
+            return
+        history = [
+            {
+                "run_id": run_id,
+                "key": key,
+                "value": None if math.isnan(value) else value,
+                "is_nan": math.isnan(value),
+                "step": step,
+                "timestamp": timestamp,
+            }
+            for run_id, key, value, step, timestamp in points
+        ]
+        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in history:
+            slot = (row["run_id"], row["key"])
+            held = newest.get(slot)
+            if held is None or (row["step"], row["timestamp"]) >= (held["step"], held["timestamp"]):
+                newest[slot] = row
+
+        def write() -> None:
+            with self.db.write() as session:
+                session.execute(insert(MetricRow), history)
+                _advance_latest(session, list(newest.values()))
+
+        self.db.retry(write)
+
+    def metric_history(self, run_id: str, key: str | None = None) -> list[tuple[str, Metric]]:
+        with self.db.read() as session:
+            query = select(MetricRow).where(MetricRow.run_id == run_id)
+            if key is not None:
+                query = query.where(MetricRow.key == key)
+            rows = session.scalars(query.order_by(MetricRow.key, MetricRow.step, MetricRow.id))
+            return [
+                (row.key, Metric(row.key, _metric_value(row), row.step, row.timestamp))
+                for row in rows
+            ]
+
+    # -- records --------------------------------------------------------------
+    def records(self, run_ids: Sequence[str]) -> list[RunRecord]:
+        """Runs with latest metrics, params and tags, in the order of ``run_ids``."""
+        if not run_ids:
+            return []
+        ids = list(run_ids)
+        with self.db.read() as session:
+            infos = {
+                row.run_id: to_run_info(row)
+                for row in session.scalars(select(RunRow).where(RunRow.run_id.in_(ids)))
+            }
+            params: dict[str, dict[str, str]] = {run_id: {} for run_id in ids}
+            for run_id, key, value in session.execute(
+                select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(ParamRow.run_id.in_(ids))
+            ):
+                params[run_id][key] = value
+            tags: dict[str, dict[str, str]] = {run_id: {} for run_id in ids}
+            for run_id, key, value in session.execute(
+                select(TagRow.run_id, TagRow.key, TagRow.value).where(TagRow.run_id.in_(ids))
+            ):
+                tags[run_id][key] = value
+            metrics: dict[str, dict[str, float]] = {run_id: {} for run_id in ids}
+            for row in session.scalars(select(LatestMetricRow).where(LatestMetricRow.run_id.in_(ids))):
+                metrics[row.run_id][row.key] = _metric_value(row)
+        return [
+            RunRecord(infos[run_id], params[run_id], metrics[run_id], tags[run_id])
+            for run_id in ids
+            if run_id in infos
+        ]
+
+    # -- environments ---------------------------------------------------------
+    def ensure_environment(
+        self, environment_id: str, python_version: str, platform: str, packages_json: str
+    ) -> None:
+        def write() -> None:
+            with self.db.write() as session:
+                stmt = upsert(session, EnvironmentRow).values(
+                    environment_id=environment_id,
+                    python_version=python_version,
+                    platform=platform,
+                    packages=packages_json,
+                )
+                session.execute(stmt.on_conflict_do_nothing(index_elements=["environment_id"]))
+
+        self.db.retry(write)
+
+    def environment(self, environment_id: str) -> tuple[str, str, str] | None:
+        with self.db.read() as session:
+            row = session.get(EnvironmentRow, environment_id)
+            return (row.python_version, row.platform, row.packages) if row else None
+
+
+def _advance_latest(session: Session, rows: Iterable[dict[str, Any]]) -> None:
+    stmt = upsert(session, LatestMetricRow)
+    current = LatestMetricRow.__table__.c
+    newer = or_(
+        stmt.excluded.step > current.step,
+        and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
+    )
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["run_id", "key"],
+            set_={
+                "value": stmt.excluded.value,
+                "is_nan": stmt.excluded.is_nan,
+                "step": stmt.excluded.step,
+                "timestamp": stmt.excluded.timestamp,
+            },
+            where=newer,
+        ),
+        list(rows),
+    )
+
+
+def _metric_value(row: MetricRow | LatestMetricRow) -> float:
+    return math.nan if row.is_nan or row.value is None else float(row.value)
+
+
+def to_run_info(row: RunRow) -> RunInfo:
+    return RunInfo(
+        run_id=row.run_id,
+        experiment_id=row.experiment_id,
+        name=row.name,
+        status=row.status,
+        start_time=row.start_time,
+        end_time=row.end_time,
+        parent_run_id=row.parent_run_id,
+        error=row.error,
+        user=row.user,
+        source=row.source,
+        git_commit=row.git_commit,
+        git_dirty=row.git_dirty,
+        git_diff_sha256=row.git_diff_sha256,
+        environment_id=row.environment_id,
+        deleted=row.deleted_at is not None,
+    )

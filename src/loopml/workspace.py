@@ -1,0 +1,345 @@
+"""The Workspace: the one entry point, opening the metadata store and the artifact store."""
+
+from __future__ import annotations
+
+import atexit
+import getpass
+import os
+import sys
+import uuid
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, overload
+
+import pandas as pd
+
+from loopml.artifacts import ArtifactStore
+from loopml.config import Settings
+from loopml.errors import ConfigError, ValidationError
+from loopml.store import Database, Experiment, RunStatus
+from loopml.store.repositories import BlobRepository, ExperimentRepository, RunRepository
+from loopml.store.repositories._util import now_ms
+from loopml.store.search import compile_search, parse_filter, parse_order_by
+from loopml.tracking.provenance import code_version, environment
+from loopml.tracking.run import Run, active_run, param_text
+from loopml.tracking.writer import MetricWriter
+
+__all__ = ["GcReport", "Workspace"]
+
+_OPEN: weakref.WeakSet[Workspace] = weakref.WeakSet()
+
+
+@dataclass(frozen=True)
+class GcReport:
+    """What ``Workspace.gc`` removed."""
+
+    runs: int
+    experiments: int
+    blobs: int
+    bytes_freed: int
+
+
+class Workspace:
+    """Everything loopml stores, reached through one object.
+
+    Open one with :meth:`Workspace.open`; the constructor takes ready settings and does
+    no I/O until :meth:`connect`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db = Database(settings.db_url)
+        self.artifacts = ArtifactStore(settings.artifacts_url, settings.artifacts_options)
+        self._experiments = ExperimentRepository(self.db)
+        self._runs = RunRepository(self.db)
+        self._blobs = BlobRepository(self.db)
+        self._writer = MetricWriter(
+            lambda batch: self._runs.insert_metrics(batch), settings.metric_flush_seconds
+        )
+        self._experiment_ids: dict[str, int] = {}
+        self._open_runs: dict[str, Run] = {}
+        self._stored_environments: set[str] = set()
+
+    @classmethod
+    def open(
+        cls,
+        home: str | os.PathLike[str] | None = None,
+        *,
+        db_url: str | None = None,
+        artifacts_url: str | None = None,
+        artifacts_options: dict[str, Any] | None = None,
+    ) -> Workspace:
+        """Opens (creating on first use) the workspace in ``home``.
+
+        ``home`` defaults to ``LOOPML_HOME`` or ``./.loopml``; ``LOOPML_DB_URL`` and
+        ``LOOPML_ARTIFACTS_URL`` put the metadata and the artifacts elsewhere.
+        """
+        settings = Settings.resolve(home, db_url, artifacts_url, artifacts_options)
+        workspace = cls(settings)
+        workspace.connect()
+        return workspace
+
+    def connect(self) -> None:
+        """Creates the folders, brings the database schema up to date, opens the stores."""
+        home = self.settings.home
+        try:
+            home.mkdir(parents=True, exist_ok=True)
+            probe = home / f".write-test-{uuid.uuid4().hex}"
+            probe.touch()
+            probe.unlink()
+        except OSError as error:
+            raise ConfigError(
+                f"Cannot use {home} as the loopml workspace: {error.strerror or error}. "
+                "Set LOOPML_HOME to a folder you can write to."
+            ) from None
+        self.artifacts.ensure()
+        self.db.upgrade()
+        _OPEN.add(self)
+
+    def close(self) -> None:
+        """Ends open runs, writes pending metrics and releases connections."""
+        for run in list(self._open_runs.values()):
+            run.end(RunStatus.FINISHED)
+        self._writer.close()
+        self.db.dispose()
+        _OPEN.discard(self)
+
+    def __enter__(self) -> Workspace:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Workspace(home={str(self.settings.home)!r})"
+
+    # -- experiments ----------------------------------------------------------
+    def experiment(self, name: str) -> Experiment:
+        """The experiment called ``name`` (created when missing)."""
+        return self._experiments.get_or_create(name)
+
+    def experiments(self, include_deleted: bool = False) -> list[Experiment]:
+        return self._experiments.list(include_deleted)
+
+    def delete_experiment(self, name: str) -> None:
+        """Soft-deletes an experiment: hidden from lists, restorable until ``gc``."""
+        self._experiments.set_deleted(self._experiments.get(name).experiment_id, True)
+        self._experiment_ids.pop(name, None)
+
+    def restore_experiment(self, name: str) -> None:
+        self._experiments.set_deleted(self._experiments.get(name).experiment_id, False)
+
+    def _experiment_id(self, name: str) -> int:
+        found = self._experiment_ids.get(name)
+        if found is None:
+            found = self._experiments.get_or_create(name).experiment_id
+            self._experiment_ids[name] = found
+        return found
+
+    # -- runs -----------------------------------------------------------------
+    def start_run(
+        self,
+        experiment: str = "default",
+        run_name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
+        parent: Run | str | None = None,
+    ) -> Run:
+        """Starts a run; use it in a ``with`` block so it ends, and fails, by itself.
+
+        Inside another run's block, the new run becomes that run's child unless
+        ``parent`` says otherwise.
+        """
+        parent_id = parent.id if isinstance(parent, Run) else parent
+        if parent_id is None and (current := active_run()) is not None and current._ws is self:
+            parent_id = current.id
+        if parent_id is not None:
+            self._runs.get(parent_id)
+        run_id = uuid.uuid4().hex
+        env = environment()
+        if env.environment_id not in self._stored_environments:
+            self._runs.ensure_environment(
+                env.environment_id, env.python_version, env.platform, env.packages_json()
+            )
+            self._stored_environments.add(env.environment_id)
+        code = code_version()
+        diff_sha = None
+        if code is not None and code.dirty and code.diff:
+            blob = self.artifacts.put_bytes(code.diff)
+            self._blobs.touch([(blob.sha256, blob.size)])
+            diff_sha = blob.sha256
+        info = self._runs.create(
+            {
+                "run_id": run_id,
+                "experiment_id": self._experiment_id(experiment),
+                "name": run_name or _default_run_name(run_id),
+                "parent_run_id": parent_id,
+                "status": RunStatus.RUNNING,
+                "start_time": now_ms(),
+                "user": _user(),
+                "source": " ".join(sys.argv)[:2000] or None,
+                "git_commit": code.commit if code else None,
+                "git_dirty": code.dirty if code else None,
+                "git_diff_sha256": diff_sha,
+                "environment_id": env.environment_id,
+            },
+            {k: param_text(v) for k, v in (tags or {}).items()},
+        )
+        run = Run(self, info)
+        self._open_runs[run_id] = run
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        """A handle on a stored run (to read it or log more to it)."""
+        return Run(self, self._runs.get(run_id))
+
+    def delete_run(self, run_id: str) -> None:
+        """Soft-deletes a run and its children: hidden, restorable until ``gc``."""
+        ids = [run_id, *self._descendants(run_id)]
+        self._runs.set_deleted(ids, True)
+
+    def restore_run(self, run_id: str) -> None:
+        ids = [run_id, *self._descendants(run_id)]
+        self._runs.set_deleted(ids, False)
+
+    def _descendants(self, run_id: str) -> list[str]:
+        self._runs.get(run_id)
+        found: list[str] = []
+        frontier = [run_id]
+        while frontier:
+            children = [c.run_id for parent in frontier for c in self._runs.children(parent)]
+            found += children
+            frontier = children
+        return found
+
+    @overload
+    def search_runs(
+        self,
+        experiment: str | Sequence[str] | None = ...,
+        filter: str | None = ...,
+        order_by: Sequence[str] | None = ...,
+        max_results: int = ...,
+        offset: int = ...,
+        include_deleted: bool = ...,
+        output: Literal["frame"] = ...,
+    ) -> pd.DataFrame: ...
+
+    @overload
+    def search_runs(
+        self,
+        experiment: str | Sequence[str] | None = ...,
+        filter: str | None = ...,
+        order_by: Sequence[str] | None = ...,
+        max_results: int = ...,
+        offset: int = ...,
+        include_deleted: bool = ...,
+        *,
+        output: Literal["runs"],
+    ) -> list[Run]: ...
+
+    def search_runs(
+        self,
+        experiment: str | Sequence[str] | None = None,
+        filter: str | None = None,  # noqa: A002 - the name users know from MLflow
+        order_by: Sequence[str] | None = None,
+        max_results: int = 1000,
+        offset: int = 0,
+        include_deleted: bool = False,
+        output: Literal["frame", "runs"] = "frame",
+    ) -> pd.DataFrame | list[Run]:
+        """Finds runs by a filter such as ``metrics.auc > 0.8 and params.model = 'rf'``.
+
+        Args:
+            experiment: An experiment name, several, or None for all.
+            filter: The filter expression (see ``loopml.store.search``).
+            order_by: Items like ``"metrics.auc desc"``; newest first by default.
+            max_results: Page size; use ``offset`` for the next page.
+            output: ``"frame"`` for a DataFrame (one row per run; ``metrics.*``,
+                ``params.*`` and ``tags.*`` columns) or ``"runs"`` for Run objects.
+        """
+        if max_results < 1:
+            raise ValidationError(f"max_results must be at least 1, got {max_results}.")
+        self._writer.flush()
+        experiment_ids = None
+        if experiment is not None:
+            names = [experiment] if isinstance(experiment, str) else list(experiment)
+            experiment_ids = [self._experiments.get(name).experiment_id for name in names]
+        tree = parse_filter(filter) if filter and filter.strip() else None
+        query = compile_search(
+            experiment_ids, tree, parse_order_by(list(order_by or [])),
+            include_deleted, max_results, offset,
+        )  # fmt: skip
+        with self.db.read() as session:
+            run_ids = list(session.scalars(query))
+        records = self._runs.records(run_ids)
+        if output == "runs":
+            return [Run(self, record.info) for record in records]
+        return _runs_frame(records, {e.experiment_id: e.name for e in self.experiments(True)})
+
+    # -- maintenance ----------------------------------------------------------
+    def gc(self, grace_seconds: float = 3600.0) -> GcReport:
+        """Permanently removes deleted runs and experiments and frees unreferenced artifacts.
+
+        Artifacts stored in the last ``grace_seconds`` are kept even when unreferenced,
+        so a run that is logging right now never loses a file.
+        """
+        self._writer.flush()
+        runs, experiments = self._blobs.purge_deleted()
+        cutoff = now_ms() - int(grace_seconds * 1000)
+        freed = count = 0
+        while batch := self._blobs.collect_unreferenced(cutoff):
+            for sha256, size in batch:
+                self.artifacts.delete(sha256)
+                freed += size
+                count += 1
+        self._experiment_ids.clear()
+        return GcReport(runs, experiments, count, freed)
+
+
+def _runs_frame(records: Sequence[Any], experiment_names: dict[int, str]) -> pd.DataFrame:
+    rows = []
+    for record in records:
+        info = record.info
+        row: dict[str, Any] = {
+            "run_id": info.run_id,
+            "experiment": experiment_names.get(info.experiment_id),
+            "run_name": info.name,
+            "status": info.status,
+            "start_time": info.start_time,
+            "end_time": info.end_time,
+            "parent_run_id": info.parent_run_id,
+            "user": info.user,
+            "git_commit": info.git_commit,
+        }
+        row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
+        row.update({f"params.{k}": v for k, v in record.params.items()})
+        row.update({f"tags.{k}": v for k, v in record.tags.items()})
+        rows.append(row)
+    columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time",
+               "parent_run_id", "user", "git_commit"]  # fmt: skip
+    frame = pd.DataFrame(rows, columns=columns + sorted({c for r in rows for c in r} - set(columns)))
+    for column in ("start_time", "end_time"):
+        frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
+    return frame
+
+
+def _default_run_name(run_id: str) -> str:
+    return f"run-{run_id[:8]}"
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return os.environ.get("USER")
+
+
+@atexit.register
+def _close_open_runs_at_exit() -> None:
+    for workspace in list(_OPEN):
+        for run in list(workspace._open_runs.values()):
+            try:
+                run.end(RunStatus.FINISHED)
+            except Exception:  # noqa: BLE001 - exit goes on; nothing more can be done here
+                pass
