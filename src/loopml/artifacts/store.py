@@ -8,6 +8,7 @@ Identical content is stored once. Reads verify the sha256 as the bytes go by.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import uuid
@@ -183,10 +184,8 @@ class ArtifactStore:
             pass
 
     def delete(self, sha256: str) -> None:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.object_path(sha256))
-        except FileNotFoundError:
-            pass
 
 
 class _VerifyingReader:

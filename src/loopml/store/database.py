@@ -38,12 +38,10 @@ class Database:
 
     Args:
         url: SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
-        schema: PostgreSQL schema to use (tests isolate themselves this way).
     """
 
-    def __init__(self, url: str, *, schema: str | None = None) -> None:
+    def __init__(self, url: str) -> None:
         self.url = url
-        self.schema = schema
         try:
             parsed = make_url(url)
         except ArgumentError:
@@ -62,8 +60,6 @@ class Database:
         connect_args: dict[str, Any] = {}
         if self.dialect == "sqlite":
             connect_args = {"timeout": _BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
-        elif self.dialect == "postgresql" and self.schema:
-            connect_args = {"options": f"-csearch_path={self.schema}"}
         try:
             engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
         except ModuleNotFoundError as error:

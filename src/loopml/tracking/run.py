@@ -113,7 +113,7 @@ class Run:
         The value is written by a background thread within a second; NaN and
         infinities are stored as they are.
         """
-        if key.__class__ is not str or not key or len(key) > MAX_KEY_LENGTH:
+        if key.__class__ is not str or not key.strip() or len(key) > MAX_KEY_LENGTH:
             _check_key(key, "metric")
         number = _metric_number(key, value)
         if step is None:

@@ -1,0 +1,193 @@
+"""The demo: a few tracked scikit-learn models on a dataset scikit-learn ships.
+
+``loopml demo`` calls :func:`run_demo`; it is just as usable from Python::
+
+    import loopml
+    from loopml.demo import run_demo
+
+    with loopml.Workspace.open() as ws:
+        for result in run_demo(ws):
+            print(result.run_name, result.metrics["roc_auc"])
+
+Each model becomes one run in the experiment ``demo`` with its params, validation
+metrics (accuracy, roc_auc, f1, log_loss), a Plotly ROC curve (``roc_curve.html``),
+a confusion matrix (``confusion_matrix.json``) and the fitted model. Gradient boosting
+also logs its validation loss after every boosting stage, as a metric history.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from loopml.tracking.run import Run
+    from loopml.workspace import Workspace
+
+__all__ = ["DEMO_EXPERIMENT", "DemoModel", "DemoResult", "demo_models", "run_demo"]
+
+DEMO_EXPERIMENT = "demo"
+_DATASET = "sklearn.datasets.load_breast_cancer"
+_SEED = 0
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called as ``(model name, models done, models in total)`` before each model and at the end."""
+
+
+@dataclass(frozen=True)
+class DemoModel:
+    """One candidate: a run name, the params to record, and a factory for the estimator."""
+
+    name: str
+    params: dict[str, Any]
+    build: Callable[[], Any]
+
+
+@dataclass(frozen=True)
+class DemoResult:
+    """What one demo run produced."""
+
+    run_id: str
+    run_name: str
+    model: str
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def demo_models() -> list[DemoModel]:
+    """The candidates the demo trains: three logistic regressions, a forest, boosting."""
+    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    def logistic(c: float) -> DemoModel:
+        return DemoModel(
+            name=f"logreg-C{c:g}",
+            params={"model": "logistic_regression", "C": c, "scaler": "standard"},
+            build=lambda: make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=2000)),
+        )
+
+    forest = {"n_estimators": 200, "max_depth": 8, "min_samples_leaf": 2}
+    boosting = {"n_estimators": 150, "learning_rate": 0.1, "max_depth": 3, "subsample": 0.8}
+    return [
+        logistic(0.01),
+        logistic(1.0),
+        logistic(100.0),
+        DemoModel(
+            name="random-forest",
+            params={"model": "random_forest", **forest},
+            build=lambda: RandomForestClassifier(**forest, random_state=_SEED, n_jobs=1),
+        ),
+        DemoModel(
+            name="gradient-boosting",
+            params={"model": "gradient_boosting", **boosting},
+            build=lambda: GradientBoostingClassifier(**boosting, random_state=_SEED),
+        ),
+    ]
+
+
+def run_demo(
+    workspace: Workspace,
+    experiment: str = DEMO_EXPERIMENT,
+    *,
+    models: list[DemoModel] | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> list[DemoResult]:
+    """Trains each demo model as a run in ``experiment`` and returns what each scored.
+
+    Args:
+        workspace: Where the runs go.
+        experiment: The experiment to log into.
+        models: The candidates; :func:`demo_models` by default.
+        on_progress: Told ``(name, done, total)`` before each model and once at the end.
+    """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
+
+    candidates = demo_models() if models is None else models
+    data = load_breast_cancer(as_frame=True)
+    x_train, x_valid, y_train, y_valid = train_test_split(
+        data.data, data.target, test_size=0.25, stratify=data.target, random_state=_SEED
+    )
+    dataset_params = {"dataset": _DATASET, "n_train": len(x_train), "n_valid": len(x_valid)}
+    results = []
+    for done, candidate in enumerate(candidates):
+        if on_progress is not None:
+            on_progress(candidate.name, done, len(candidates))
+        with workspace.start_run(
+            experiment=experiment, run_name=candidate.name, tags={"source": "loopml demo"}
+        ) as run:
+            run.log_params({**candidate.params, **dataset_params})
+            model = candidate.build()
+            started = time.perf_counter()
+            model.fit(x_train, y_train)
+            fit_seconds = time.perf_counter() - started
+            metrics = _log_evaluation(run, model, candidate.name, x_valid, y_valid)
+            run.log_metric("fit_seconds", fit_seconds)
+            if hasattr(model, "staged_predict_proba"):
+                _log_stage_losses(run, model, x_valid, y_valid)
+            run.log_model(model)
+        results.append(
+            DemoResult(run.id, candidate.name, str(candidate.params["model"]), metrics)
+        )
+    if on_progress is not None:
+        on_progress("done", len(candidates), len(candidates))
+    return results
+
+
+def _log_evaluation(run: Run, model: Any, name: str, x_valid: Any, y_valid: Any) -> dict[str, float]:
+    from sklearn import metrics
+
+    probability = model.predict_proba(x_valid)[:, 1]
+    predicted = (probability >= 0.5).astype(int)
+    scores = {
+        "accuracy": float(metrics.accuracy_score(y_valid, predicted)),
+        "roc_auc": float(metrics.roc_auc_score(y_valid, probability)),
+        "f1": float(metrics.f1_score(y_valid, predicted)),
+        "log_loss": float(metrics.log_loss(y_valid, probability)),
+    }
+    run.log_metrics(scores)
+    false_positive, true_positive, _ = metrics.roc_curve(y_valid, probability)
+    run.log_figure(
+        _roc_figure(false_positive, true_positive, name, scores["roc_auc"]), "roc_curve.html"
+    )
+    matrix = metrics.confusion_matrix(y_valid, predicted)
+    run.log_dict(
+        {"labels": ["malignant", "benign"], "matrix": matrix.tolist()}, "confusion_matrix.json"
+    )
+    return scores
+
+
+def _log_stage_losses(run: Run, model: Any, x_valid: Any, y_valid: Any) -> None:
+    """Validation log loss after each boosting stage, and the training loss, as histories."""
+    from sklearn.metrics import log_loss
+
+    for stage, probabilities in enumerate(model.staged_predict_proba(x_valid), start=1):
+        run.log_metric("val_log_loss", float(log_loss(y_valid, probabilities[:, 1])), step=stage)
+    for stage, loss in enumerate(getattr(model, "train_score_", []), start=1):
+        run.log_metric("train_loss", float(loss), step=stage)
+
+
+def _roc_figure(false_positive: Any, true_positive: Any, name: str, auc: float) -> Any:
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    figure.add_trace(
+        go.Scatter(x=false_positive, y=true_positive, mode="lines", name=f"{name} (AUC {auc:.3f})")
+    )
+    figure.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", name="chance", line={"dash": "dash", "color": "gray"}
+        )
+    )
+    figure.update_layout(
+        title=f"ROC curve: {name} (validation AUC {auc:.3f})",
+        xaxis_title="False positive rate",
+        yaxis_title="True positive rate",
+        width=640,
+        height=520,
+        template="plotly_white",
+    )
+    return figure

@@ -1,0 +1,102 @@
+"""Workspace-level lifecycle: soft delete, restore and garbage collection of runs and artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import loopml
+
+
+def _objects(ws: loopml.Workspace) -> set[str]:
+    root = Path(ws.artifacts.root, "objects")
+    return {p.parent.name + p.name for p in root.rglob("*") if p.is_file()}
+
+
+def test_deleted_runs_are_hidden_and_can_be_restored(workspace: loopml.Workspace) -> None:
+    with workspace.start_run(experiment="e", run_name="keep"):
+        pass
+    with workspace.start_run(experiment="e", run_name="drop") as drop:
+        with workspace.start_run(experiment="e", run_name="drop-child"):
+            pass
+    workspace.delete_run(drop.id)
+    assert list(workspace.search_runs("e")["run_name"]) == ["keep"]
+    assert len(workspace.search_runs("e", include_deleted=True)) == 3
+    assert drop.info.deleted
+    workspace.restore_run(drop.id)
+    assert set(workspace.search_runs("e")["run_name"]) == {"keep", "drop", "drop-child"}
+
+
+def test_deleted_experiments_can_be_restored(workspace: loopml.Workspace) -> None:
+    with workspace.start_run(experiment="old"):
+        pass
+    workspace.delete_experiment("old")
+    assert "old" not in [e.name for e in workspace.experiments()]
+    with pytest.raises(loopml.ValidationError, match="restore"):
+        workspace.start_run(experiment="old")
+    workspace.restore_experiment("old")
+    assert len(workspace.search_runs("old")) == 1
+    with pytest.raises(loopml.NotFoundError):
+        workspace.delete_experiment("never-was")
+
+
+def test_gc_removes_deleted_runs_and_frees_their_artifacts(workspace: loopml.Workspace) -> None:
+    with workspace.start_run(experiment="e") as doomed:
+        doomed.log_text("only mine", "mine.txt")
+        doomed.log_text("shared bytes", "shared.txt")
+        doomed.log_metric("m", 1.0)
+    with workspace.start_run(experiment="e") as survivor:
+        survivor.log_text("shared bytes", "also-shared.txt")
+    mine = doomed.artifacts("mine.txt")[0].sha256
+    shared = doomed.artifacts("shared.txt")[0].sha256
+    workspace.delete_run(doomed.id)
+    report = workspace.gc(grace_seconds=0)
+    assert report.runs == 1
+    assert report.blobs == 1 and report.bytes_freed == len("only mine")
+    assert mine not in _objects(workspace)
+    assert shared in _objects(workspace)
+    assert survivor.read_artifact("also-shared.txt") == b"shared bytes"
+    with pytest.raises(loopml.NotFoundError):
+        workspace.get_run(doomed.id)
+
+
+def test_gc_removes_deleted_experiments_with_their_runs(workspace: loopml.Workspace) -> None:
+    with workspace.start_run(experiment="gone") as run:
+        run.log_text("bytes", "a.txt")
+    workspace.delete_experiment("gone")
+    report = workspace.gc(grace_seconds=0)
+    assert (report.runs, report.experiments, report.blobs) == (1, 1, 1)
+    assert "gone" not in [e.name for e in workspace.experiments(include_deleted=True)]
+    with workspace.start_run(experiment="gone"):
+        pass  # the name is free again
+
+
+def test_gc_spares_recent_unreferenced_artifacts(workspace: loopml.Workspace) -> None:
+    with workspace.start_run() as run:
+        run.log_text("fresh", "f.txt")
+    workspace.delete_run(run.id)
+    report = workspace.gc(grace_seconds=3600)
+    assert report.runs == 1 and report.blobs == 0
+    assert len(_objects(workspace)) >= 1
+    assert workspace.gc(grace_seconds=0).blobs == 1
+
+
+def test_gc_keeps_live_runs_untouched(workspace: loopml.Workspace) -> None:
+    with workspace.start_run() as run:
+        run.log_text("live", "l.txt")
+        run.log_metric("m", 2.0)
+    assert workspace.gc(grace_seconds=0) == loopml.GcReport(0, 0, 0, 0)
+    assert run.read_artifact("l.txt") == b"live"
+    assert run.metrics == {"m": 2.0}
+
+
+def test_close_ends_runs_left_open(tmp_path: Path) -> None:
+    ws = loopml.Workspace.open(tmp_path)
+    run = ws.start_run()
+    run.log_metric("m", 1.0)
+    ws.close()
+    reopened = loopml.Workspace.open(tmp_path)
+    assert reopened.get_run(run.id).info.status == "FINISHED"
+    assert reopened.get_run(run.id).metrics == {"m": 1.0}
+    reopened.close()
