@@ -1,4 +1,4 @@
-"""Workspace settings: explicit arguments, then LOOPML_* variables, then loopml.toml, then defaults."""
+"""Workspace settings: arguments, then LOOPML_* variables, then loopml.toml, then defaults."""
 
 from __future__ import annotations
 

@@ -129,15 +129,15 @@ def run_demo(
             if hasattr(model, "staged_predict_proba"):
                 _log_stage_losses(run, model, x_valid, y_valid)
             run.log_model(model)
-        results.append(
-            DemoResult(run.id, candidate.name, str(candidate.params["model"]), metrics)
-        )
+        results.append(DemoResult(run.id, candidate.name, str(candidate.params["model"]), metrics))
     if on_progress is not None:
         on_progress("done", len(candidates), len(candidates))
     return results
 
 
-def _log_evaluation(run: Run, model: Any, name: str, x_valid: Any, y_valid: Any) -> dict[str, float]:
+def _log_evaluation(
+    run: Run, model: Any, name: str, x_valid: Any, y_valid: Any
+) -> dict[str, float]:
     from sklearn import metrics
 
     probability = model.predict_proba(x_valid)[:, 1]

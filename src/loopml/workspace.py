@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import getpass
 import os
 import sys
@@ -10,7 +11,6 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal, overload
 
 import pandas as pd
@@ -241,7 +241,7 @@ class Workspace:
     def search_runs(
         self,
         experiment: str | Sequence[str] | None = None,
-        filter: str | None = None,  # noqa: A002 - the name users know from MLflow
+        filter: str | None = None,
         order_by: Sequence[str] | None = None,
         max_results: int = 1000,
         offset: int = 0,
@@ -271,7 +271,7 @@ class Workspace:
             include_deleted, max_results, offset,
         )  # fmt: skip
         with self.db.read() as session:
-            run_ids = list(session.scalars(query))
+            run_ids = [str(run_id) for run_id in session.scalars(query)]
         records = self._runs.records(run_ids)
         if output == "runs":
             return [Run(self, record.info) for record in records]
@@ -318,7 +318,9 @@ def _runs_frame(records: Sequence[Any], experiment_names: dict[int, str]) -> pd.
         rows.append(row)
     columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time",
                "parent_run_id", "user", "git_commit"]  # fmt: skip
-    frame = pd.DataFrame(rows, columns=columns + sorted({c for r in rows for c in r} - set(columns)))
+    frame = pd.DataFrame(
+        rows, columns=columns + sorted({c for r in rows for c in r} - set(columns))
+    )
     for column in ("start_time", "end_time"):
         frame[column] = pd.to_datetime(frame[column], unit="ms", utc=True)
     return frame
@@ -339,7 +341,5 @@ def _user() -> str | None:
 def _close_open_runs_at_exit() -> None:
     for workspace in list(_OPEN):
         for run in list(workspace._open_runs.values()):
-            try:
+            with contextlib.suppress(Exception):
                 run.end(RunStatus.FINISHED)
-            except Exception:  # noqa: BLE001 - exit goes on; nothing more can be done here
-                pass

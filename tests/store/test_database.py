@@ -66,7 +66,9 @@ def test_a_newer_schema_is_refused_and_nothing_is_lost(tmp_path: Path, db_url: s
         assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == (
             "f999_future"
         )
-        connection.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": _head(db)})
+        connection.execute(
+            text("UPDATE alembic_version SET version_num = :head"), {"head": _head(db)}
+        )
     db.dispose()
     reopened = loopml.Workspace.open(tmp_path / "home", db_url=db_url)
     assert reopened.get_run(run.id).params == {"kept": "yes"}

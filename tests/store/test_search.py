@@ -47,8 +47,14 @@ def names(ws: loopml.Workspace, filter: str | None = None, **kwargs: object) -> 
         ("run_name ILIKE 'RF-%'", {"rf-1", "rf-2"}),
         ("metrics.`val/loss` < 0.5", {"gbm"}),
         ("tags.stage is null", {"gbm", "empty"}),
-        ("metrics.loss is not null and (metrics.loss < 0.25 or tags.stage = 'prod')", {"rf-1", "rf-2"}),
-        ("status = 'FINISHED' and start_time > '2000-01-01'", {"rf-1", "rf-2", "gbm", "lr", "empty"}),
+        (
+            "metrics.loss is not null and (metrics.loss < 0.25 or tags.stage = 'prod')",
+            {"rf-1", "rf-2"},
+        ),
+        (
+            "status = 'FINISHED' and start_time > '2000-01-01'",
+            {"rf-1", "rf-2", "gbm", "lr", "empty"},
+        ),
         ("METRICS.auc < 0.8 AND attributes.status != 'FAILED'", {"lr"}),
     ],
 )

@@ -36,7 +36,7 @@ def test_same_param_again_is_accepted(workspace: loopml.Workspace) -> None:
 def test_changing_a_param_is_refused_and_the_first_value_kept(workspace: loopml.Workspace) -> None:
     with workspace.start_run() as run:
         run.log_param("lr", 0.1)
-        with pytest.raises(loopml.ValidationError, match="already '0.1'.*metric or a tag"):
+        with pytest.raises(loopml.ValidationError, match=r"already '0\.1'.*metric or a tag"):
             run.log_params({"other": 1, "lr": 0.2})
     assert run.params == {"lr": "0.1"}
 
@@ -108,7 +108,9 @@ def test_tags_can_change(workspace: loopml.Workspace) -> None:
     assert run.tags == {"stage": "prod", "owner": "ana"}
 
 
-def test_a_block_that_raises_ends_the_run_failed_with_the_error(workspace: loopml.Workspace) -> None:
+def test_a_block_that_raises_ends_the_run_failed_with_the_error(
+    workspace: loopml.Workspace,
+) -> None:
     with pytest.raises(ZeroDivisionError), workspace.start_run() as run:
         run.log_metric("before", 1.0)
         _ = 1 / 0
@@ -171,7 +173,9 @@ def test_unknown_run_id_is_not_found(workspace: loopml.Workspace) -> None:
         workspace.get_run("does-not-exist")
 
 
-def test_artifacts_files_folders_dicts_and_text(workspace: loopml.Workspace, tmp_path: Path) -> None:
+def test_artifacts_files_folders_dicts_and_text(
+    workspace: loopml.Workspace, tmp_path: Path
+) -> None:
     (tmp_path / "report.txt").write_text("hello")
     folder = tmp_path / "plots"
     (folder / "sub").mkdir(parents=True)
@@ -188,7 +192,7 @@ def test_artifacts_files_folders_dicts_and_text(workspace: loopml.Workspace, tmp
     assert json.loads(run.read_artifact("config.json")) == {"k": [1, 2]}
     out = run.download_artifacts(tmp_path / "out", "data")
     assert (out / "data" / "sub" / "b.csv").read_text() == "y\n2\n"
-    with pytest.raises(loopml.NotFoundError, match="report.txt"):
+    with pytest.raises(loopml.NotFoundError, match=r"report\.txt"):
         run.read_artifact("missing.txt")
 
 
@@ -209,7 +213,9 @@ def test_figures_from_matplotlib_and_plotly(workspace: loopml.Workspace) -> None
     plt.close(figure)
     assert run.read_artifact("curve.png").startswith(b"\x89PNG")
     html = run.read_artifact("roc.html")
-    assert b"<html>" in html and b"Plotly.newPlot" in html and b'src="https://cdn.plot.ly' not in html
+    assert (
+        b"<html>" in html and b"Plotly.newPlot" in html and b'src="https://cdn.plot.ly' not in html
+    )
 
 
 def test_identical_artifacts_are_stored_once(workspace: loopml.Workspace) -> None:

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -135,7 +135,7 @@ def to_datetime(value: Any) -> datetime | None:
     if isinstance(value, (int, float)):
         if isinstance(value, float) and math.isnan(value):
             return None
-        return datetime.fromtimestamp(value / 1000, tz=timezone.utc)
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
     if hasattr(value, "to_pydatetime"):
         try:
             if value != value:  # NaT
@@ -163,7 +163,7 @@ def format_duration(seconds: float | None) -> str:
         return ""
     if seconds < 60:
         return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(round(seconds)), 60)
+    minutes, secs = divmod(round(seconds), 60)
     if minutes < 60:
         return f"{minutes}m {secs:02d}s"
     hours, minutes = divmod(minutes, 60)
@@ -218,7 +218,7 @@ def sparkline(values: Sequence[float], width: int = 24) -> str:
     if high == low:
         return _SPARKS[0] * len(finite)
     scale = (len(_SPARKS) - 1) / (high - low)
-    return "".join(_SPARKS[int(round((v - low) * scale))] for v in finite)
+    return "".join(_SPARKS[round((v - low) * scale)] for v in finite)
 
 
 def lower_is_better(metric: str) -> bool:

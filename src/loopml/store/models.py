@@ -85,9 +85,7 @@ class RunRow(Base):
     git_commit: Mapped[str | None] = mapped_column(String(64))
     git_dirty: Mapped[bool | None] = mapped_column(Boolean)
     git_diff_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"))
-    environment_id: Mapped[str | None] = mapped_column(
-        ForeignKey("environments.environment_id")
-    )
+    environment_id: Mapped[str | None] = mapped_column(ForeignKey("environments.environment_id"))
     deleted_at: Mapped[int | None] = mapped_column(BigInteger)
 
 

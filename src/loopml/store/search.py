@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
-from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select
+from sqlalchemy import Select, and_, exists, not_, or_, select
 from sqlalchemy.orm import aliased
 
 from loopml.errors import ValidationError
@@ -131,8 +131,9 @@ def parse_order_by(items: list[str] | None) -> list[tuple[Field, bool]]:
                 f"Cannot read order_by item {item!r}; write a field and an optional "
                 "direction, for example 'metrics.auc desc'."
             ) from None
-        field = _field(tree.children[0].children[0])
-        descending = len(tree.children) > 1 and str(tree.children[1]).lower() == "desc"
+        field_node, *direction = tree.children
+        field = _field(field_node.children[0])  # type: ignore[union-attr,arg-type]
+        descending = bool(direction) and str(direction[0]).lower() == "desc"
         result.append((field, descending))
     return result
 
@@ -143,7 +144,7 @@ def _field(token: Token) -> Field:
         prefix, key = text.split(".", 1)
         kind = _KINDS.get(prefix.lower())
         if kind is not None:
-            if key[:1] in "`\"" and key[-1:] == key[:1]:
+            if key[:1] in '`"' and key[-1:] == key[:1]:
                 key = key[1:-1]
             if kind == "attributes":
                 return _attribute(key)
@@ -205,7 +206,7 @@ class _ToAst(Transformer[Token, Any]):
 
 
 # -- compilation ---------------------------------------------------------------
-def _to_sql(node: Any) -> ColumnElement[bool]:
+def _to_sql(node: Any) -> Any:
     kind = node[0]
     if kind == "and":
         return and_(*(_to_sql(item) for item in node[1]))
@@ -216,6 +217,8 @@ def _to_sql(node: Any) -> ColumnElement[bool]:
     field: Field = node[1]
     if field.kind == "attributes":
         return _condition(_ATTRIBUTES[field.key], node, field)
+    table: Any
+    column: Any
     table, column = {
         "metrics": (LatestMetricRow, LatestMetricRow.value),
         "params": (ParamRow, ParamRow.value),
@@ -237,7 +240,7 @@ def _numeric(node: Any) -> bool:
     return False
 
 
-def _condition(column: Any, node: Any, field: Field) -> ColumnElement[bool]:
+def _condition(column: Any, node: Any, field: Field) -> Any:
     kind = node[0]
     if kind == "null":
         return column.is_not(None) if node[2] else column.is_(None)
@@ -291,7 +294,7 @@ def _parse_time(text: str) -> int:
             "date such as '2026-11-01' or '2026-11-01T12:00:00'."
         ) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return int(moment.timestamp() * 1000)
 
 
@@ -312,7 +315,7 @@ def compile_search(
     include_deleted: bool,
     limit: int,
     offset: int,
-) -> Select[tuple[str]]:
+) -> Select[Any]:
     """Builds ``SELECT run_id ...`` for one page of matching runs in the requested order."""
     query = select(RunRow.run_id)
     if experiment_ids is not None:
@@ -327,17 +330,22 @@ def compile_search(
         if field.kind == "attributes":
             column: Any = _ATTRIBUTES[field.key]
         else:
-            table = {"metrics": LatestMetricRow, "params": ParamRow, "tags": TagRow}[field.kind]
-            alias = aliased(table, name=f"order_{position}")
+            table: Any = {"metrics": LatestMetricRow, "params": ParamRow, "tags": TagRow}[
+                field.kind
+            ]
+            alias: Any = aliased(table, name=f"order_{position}")
             # An inner join lets the database walk the (key, value) index in order and stop
             # after one page, when the filter already demands the metric.
             inner = field.kind == "metrics" and field.key in required
             on = and_(alias.run_id == RunRow.run_id, alias.key == field.key)
             query = query.join(alias, on) if inner else query.outerjoin(alias, on)
-            column = alias.value_number if field.kind == "params" else alias.value
-            if field.kind == "params":
-                sort.append((alias.value_number.desc() if descending else alias.value_number.asc()).nulls_last())
-                column = alias.value
+            column = alias.value
+            if field.kind == "params":  # numbers in number order first, then text
+                sort.append(
+                    (
+                        alias.value_number.desc() if descending else alias.value_number.asc()
+                    ).nulls_last()
+                )
         sort.append((column.desc() if descending else column.asc()).nulls_last())
     sort += [RunRow.start_time.desc(), RunRow.run_id]
     return query.order_by(*sort).limit(limit).offset(offset)

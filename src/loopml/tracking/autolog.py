@@ -37,21 +37,23 @@ def autolog(disable: bool = False, log_models: bool = True) -> None:
             continue
         if disable:
             if hasattr(fit, _ORIGINAL):
-                setattr(cls, "fit", getattr(fit, _ORIGINAL))
+                cls.fit = getattr(fit, _ORIGINAL)
         elif not hasattr(fit, _ORIGINAL):
-            setattr(cls, "fit", _wrap(fit))
+            cls.fit = _wrap(fit)
 
 
 def _wrap(fit: Any) -> Any:
     @functools.wraps(fit)
-    def fit_and_log(self: Any, X: Any, y: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def fit_and_log(self: Any, *args: Any, **kwargs: Any) -> Any:
         run = active_run()
         if run is None or not _settings["enabled"] or _inside_fit.get():
-            return fit(self, X, y, *args, **kwargs)
+            return fit(self, *args, **kwargs)
+        X = args[0] if args else kwargs.get("X")
+        y = args[1] if len(args) > 1 else kwargs.get("y")
         token = _inside_fit.set(True)
         try:
             started = time.perf_counter()
-            result = fit(self, X, y, *args, **kwargs)
+            result = fit(self, *args, **kwargs)
             elapsed = time.perf_counter() - started
         finally:
             _inside_fit.reset(token)
@@ -85,13 +87,15 @@ def _training_metrics(estimator: Any, X: Any, y: Any, weight: Any) -> dict[str, 
 
     try:
         predicted = estimator.predict(X)
-    except Exception:  # noqa: BLE001 - an estimator that cannot predict gets no training metrics
+    except Exception:
         return {}
     result: dict[str, float] = {}
     if is_classifier(estimator):
         average = "binary" if len(set(y)) <= 2 else "weighted"
         result["training_accuracy"] = metrics.accuracy_score(y, predicted, sample_weight=weight)
-        result["training_f1"] = metrics.f1_score(y, predicted, average=average, sample_weight=weight)
+        result["training_f1"] = metrics.f1_score(
+            y, predicted, average=average, sample_weight=weight
+        )
         result["training_precision"] = metrics.precision_score(
             y, predicted, average=average, sample_weight=weight, zero_division=0
         )
@@ -110,6 +114,8 @@ def _training_metrics(estimator: Any, X: Any, y: Any, weight: Any) -> dict[str, 
                 pass
     elif is_regressor(estimator):
         result["training_mae"] = metrics.mean_absolute_error(y, predicted, sample_weight=weight)
-        result["training_rmse"] = metrics.root_mean_squared_error(y, predicted, sample_weight=weight)
+        result["training_rmse"] = metrics.root_mean_squared_error(
+            y, predicted, sample_weight=weight
+        )
         result["training_r2"] = metrics.r2_score(y, predicted, sample_weight=weight)
     return {k: float(v) for k, v in result.items()}

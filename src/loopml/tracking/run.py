@@ -119,9 +119,7 @@ class Run:
         if step is None:
             step = self._steps.get(key, 0)
         self._steps[key] = step + 1
-        self._ws._writer.add(
-            (self.id, key, number, step, timestamp or int(time.time() * 1000))
-        )
+        self._ws._writer.add((self.id, key, number, step, timestamp or int(time.time() * 1000)))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
         now = int(time.time() * 1000)
@@ -138,7 +136,9 @@ class Run:
         self._ws._writer.flush()
 
     # -- artifacts ------------------------------------------------------------
-    def log_artifact(self, local_path: str | os.PathLike[str], artifact_path: str | None = None) -> list[ArtifactInfo]:
+    def log_artifact(
+        self, local_path: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[ArtifactInfo]:
         """Stores a file, or a folder with everything in it, under ``artifact_path``."""
         source = Path(local_path)
         if not source.exists():
@@ -176,7 +176,7 @@ class Run:
         """Stores a dict or list as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
         if name.endswith((".yaml", ".yml")):
             try:
-                import yaml
+                import yaml  # type: ignore[import-untyped]
             except ImportError:
                 raise ValidationError(
                     "Writing YAML needs PyYAML (pip install pyyaml); or name the file .json."
@@ -329,7 +329,7 @@ def _param_number(value: Any, text: str) -> float | None:
 
 
 def _metric_number(key: str, value: Any) -> float:
-    if isinstance(value, (str, bytes)) or isinstance(value, bool):
+    if isinstance(value, (str, bytes, bool)):
         raise ValidationError(
             f"Metric {key!r} must be a number, got {value!r}. Log text as a tag or a param."
         )

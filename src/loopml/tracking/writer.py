@@ -11,6 +11,7 @@ loses nothing.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 import time
 import weakref
@@ -131,7 +132,5 @@ class MetricWriter:
 @atexit.register
 def _flush_all_at_exit() -> None:
     for writer in list(_WRITERS):
-        try:
+        with contextlib.suppress(Exception):
             writer.close()
-        except Exception:  # noqa: BLE001 - exit must go on; the error was the user's to see earlier
-            pass

@@ -20,4 +20,6 @@ def upsert(session: Session, table: Any) -> Any:
         return postgresql.insert(table)
     if dialect == "sqlite":
         return sqlite.insert(table)
-    raise NotImplementedError(f"loopml's metadata store supports SQLite and PostgreSQL, not {dialect}")
+    raise NotImplementedError(
+        f"loopml's metadata store supports SQLite and PostgreSQL, not {dialect}"
+    )

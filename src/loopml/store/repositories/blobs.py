@@ -8,8 +8,9 @@ collection time, so the count can never drift from the rows themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import Column, delete, exists, func, select
+from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from loopml.store.database import Database
@@ -24,7 +25,7 @@ from loopml.store.repositories._util import now_ms, upsert
 
 __all__ = ["BLOB_REFERENCES", "BlobRepository"]
 
-BLOB_REFERENCES: list[Column[str] | Column[str | None]] = [
+BLOB_REFERENCES: list[ColumnElement[Any]] = [
     RunArtifactRow.__table__.c.sha256,
     RunRow.__table__.c.git_diff_sha256,
 ]
@@ -96,15 +97,15 @@ class BlobRepository:
             doomed_experiments = select(ExperimentRow.experiment_id).where(
                 ExperimentRow.deleted_at.is_not(None)
             )
-            runs = session.execute(
+            runs: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 delete(RunRow).where(
                     RunRow.deleted_at.is_not(None) | RunRow.experiment_id.in_(doomed_experiments)
                 )
-            ).rowcount
-            experiments = session.execute(
+            )
+            experiments: CursorResult[Any] = session.execute(  # type: ignore[assignment]
                 delete(ExperimentRow).where(ExperimentRow.deleted_at.is_not(None))
-            ).rowcount
-        return int(runs or 0), int(experiments or 0)
+            )
+        return int(runs.rowcount or 0), int(experiments.rowcount or 0)
 
     def collect_unreferenced(self, older_than_ms: int, limit: int = 1000) -> list[tuple[str, int]]:
         """Deletes up to ``limit`` blob rows nothing references; returns their hashes and sizes.

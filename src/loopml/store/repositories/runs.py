@@ -40,7 +40,10 @@ class RunRepository:
                 if tags:
                     session.execute(
                         insert(TagRow),
-                        [{"run_id": values["run_id"], "key": k, "value": v} for k, v in tags.items()],
+                        [
+                            {"run_id": values["run_id"], "key": k, "value": v}
+                            for k, v in tags.items()
+                        ],
                     )
 
         self.db.retry(write)
@@ -144,7 +147,7 @@ class RunRepository:
             }
             for run_id, key, value, step, timestamp in points
         ]
-        newest: dict[tuple[str, str], dict[str, Any]] = {}
+        newest: dict[tuple[Any, Any], dict[str, Any]] = {}
         for row in history:
             slot = (row["run_id"], row["key"])
             held = newest.get(slot)
@@ -182,7 +185,9 @@ class RunRepository:
             }
             params: dict[str, dict[str, str]] = {run_id: {} for run_id in ids}
             for run_id, key, value in session.execute(
-                select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(ParamRow.run_id.in_(ids))
+                select(ParamRow.run_id, ParamRow.key, ParamRow.value).where(
+                    ParamRow.run_id.in_(ids)
+                )
             ):
                 params[run_id][key] = value
             tags: dict[str, dict[str, str]] = {run_id: {} for run_id in ids}
@@ -191,7 +196,9 @@ class RunRepository:
             ):
                 tags[run_id][key] = value
             metrics: dict[str, dict[str, float]] = {run_id: {} for run_id in ids}
-            for row in session.scalars(select(LatestMetricRow).where(LatestMetricRow.run_id.in_(ids))):
+            for row in session.scalars(
+                select(LatestMetricRow).where(LatestMetricRow.run_id.in_(ids))
+            ):
                 metrics[row.run_id][row.key] = _metric_value(row)
         return [
             RunRecord(infos[run_id], params[run_id], metrics[run_id], tags[run_id])

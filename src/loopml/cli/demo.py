@@ -1,0 +1,84 @@
+"""``loopml demo``: train a few models on a bundled dataset, tracked, with a progress bar."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from loopml.cli._output import HomeOption, console, format_number, open_workspace, short_id
+from loopml.demo import DEMO_EXPERIMENT, DemoResult, demo_models, run_demo
+
+
+def demo(
+    experiment: Annotated[
+        str, typer.Option("--experiment", "-e", help="Experiment to log the runs into.")
+    ] = DEMO_EXPERIMENT,
+    home: HomeOption = None,
+) -> None:
+    """Train a few scikit-learn models on the breast cancer dataset and track each as a run."""
+    out = console()
+    models = demo_models()
+    with open_workspace(home) as ws:
+        out.print(
+            f"Training {len(models)} models on scikit-learn's breast cancer dataset "
+            f"into experiment [bold]{escape(experiment)}[/] at {escape(str(ws.settings.home))}"
+        )
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}", style="bold"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=out,
+        ) as progress:
+            task = progress.add_task("starting", total=len(models))
+
+            def update(name: str, done: int, total: int) -> None:
+                label = "done" if done == total else f"training {name}"
+                progress.update(task, description=label, completed=done, total=total)
+
+            results = run_demo(ws, experiment, models=models, on_progress=update)
+    out.print(_ranking(results, experiment))
+    home_flag = f" --home {home}" if home is not None else ""
+    out.print("Next:")
+    out.print(f"  loopml runs list --experiment {escape(experiment)}{escape(home_flag)}")
+    best = max(results, key=lambda r: r.metrics["roc_auc"])
+    out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
+    if len(results) > 1:
+        ids = " ".join(short_id(r.run_id) for r in results[:2])
+        out.print(f"  loopml runs compare {ids}{escape(home_flag)}")
+
+
+def _ranking(results: list[DemoResult], experiment: str) -> Table:
+    ranked = sorted(results, key=lambda r: r.metrics["roc_auc"], reverse=True)
+    table = Table(
+        title=f"Runs in {escape(experiment)}, ranked by validation roc_auc",
+        title_justify="left",
+        header_style="bold",
+    )
+    table.add_column("#", justify="right")
+    table.add_column("run id", style="cyan")
+    table.add_column("name")
+    table.add_column("roc_auc", justify="right", style="bold")
+    for metric in ("accuracy", "f1", "log_loss"):
+        table.add_column(metric, justify="right")
+    for rank, result in enumerate(ranked, start=1):
+        table.add_row(
+            str(rank),
+            short_id(result.run_id),
+            escape(result.run_name),
+            *(format_number(result.metrics[m]) for m in ("roc_auc", "accuracy", "f1", "log_loss")),
+            style="green" if rank == 1 else None,
+        )
+    return table
