@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import loopml
+from tests.conftest import S3Backend
 
 
 def _objects(ws: loopml.Workspace) -> set[str]:
@@ -100,3 +101,40 @@ def test_close_ends_runs_left_open(tmp_path: Path) -> None:
     assert reopened.get_run(run.id).info.status == "FINISHED"
     assert reopened.get_run(run.id).metrics == {"m": 1.0}
     reopened.close()
+
+
+def test_gc_frees_objects_a_crashed_writer_never_recorded(workspace: loopml.Workspace) -> None:
+    orphan = workspace.artifacts.put_bytes(b"stored, then the process died")
+    leftover = Path(workspace.artifacts.root, "tmp", "half-written")
+    leftover.write_bytes(b"partial")
+    with workspace.start_run() as run:
+        run.log_text("recorded", "r.txt")
+    assert workspace.gc(grace_seconds=3600).blobs == 0  # too recent to be sure
+    report = workspace.gc(grace_seconds=0)
+    assert report.blobs == 1 and report.bytes_freed == len(b"stored, then the process died")
+    assert not workspace.artifacts.exists(orphan.sha256)
+    assert not leftover.exists()
+    assert run.read_artifact("r.txt") == b"recorded"
+
+
+@pytest.mark.s3
+def test_a_workspace_with_artifacts_on_s3(tmp_path: Path, s3_backend: S3Backend) -> None:
+    ws = loopml.Workspace.open(
+        tmp_path, artifacts_url=s3_backend.url(), artifacts_options=s3_backend.options()
+    )
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "weights.bin").write_bytes(b"\x00" * 100_000)
+    with ws.start_run() as kept:
+        kept.log_artifact(folder)
+        kept.log_text("shared", "s.txt")
+    with ws.start_run() as dropped:
+        dropped.log_text("shared", "s.txt")
+        dropped.log_text("only here", "o.txt")
+    assert kept.read_artifact("model/weights.bin") == b"\x00" * 100_000
+    ws.delete_run(dropped.id)
+    report = ws.gc(grace_seconds=0)
+    assert (report.runs, report.blobs, report.bytes_freed) == (1, 1, len("only here"))
+    assert len(s3_backend.keys("objects/")) == 2
+    assert kept.read_artifact("s.txt") == b"shared"
+    ws.close()

@@ -293,6 +293,17 @@ class Workspace:
                 self.artifacts.delete(sha256)
                 freed += size
                 count += 1
+        # Objects with no blob row: a writer died between storing the bytes and recording them.
+        orphans = [o for o in self.artifacts.list_objects() if o[2] * 1000 < cutoff]
+        for start in range(0, len(orphans), 500):
+            chunk = orphans[start : start + 500]
+            known = self._blobs.known([sha for sha, _, _ in chunk])
+            for sha256, size, _ in chunk:
+                if sha256 not in known:
+                    self.artifacts.delete(sha256)
+                    freed += size
+                    count += 1
+        self.artifacts.clean_tmp(cutoff / 1000)
         self._experiment_ids.clear()
         return GcReport(runs, experiments, count, freed)
 

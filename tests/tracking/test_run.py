@@ -183,17 +183,22 @@ def test_artifacts_files_folders_dicts_and_text(
     (folder / "sub" / "b.csv").write_text("y\n2\n")
     with workspace.start_run() as run:
         run.log_artifact(tmp_path / "report.txt")
-        run.log_artifact(folder, "data")
+        run.log_artifacts(folder, "data")
+        run.log_artifact(folder / "a.csv", "single")
+        run.log_artifact(folder, "whole")
         run.log_dict({"k": [1, 2]}, "config.json")
         run.log_text("note", "notes/readme.md")
     assert [a.path for a in run.artifacts()] == [
         "config.json", "data/a.csv", "data/sub/b.csv", "notes/readme.md", "report.txt",
+        "single/a.csv", "whole/plots/a.csv", "whole/plots/sub/b.csv",
     ]  # fmt: skip
     assert json.loads(run.read_artifact("config.json")) == {"k": [1, 2]}
     out = run.download_artifacts(tmp_path / "out", "data")
     assert (out / "data" / "sub" / "b.csv").read_text() == "y\n2\n"
     with pytest.raises(loopml.NotFoundError, match=r"report\.txt"):
         run.read_artifact("missing.txt")
+    with pytest.raises(loopml.NotFoundError, match="does not exist"):
+        run.log_artifact(tmp_path / "nope.txt")
 
 
 def test_figures_from_matplotlib_and_plotly(workspace: loopml.Workspace) -> None:

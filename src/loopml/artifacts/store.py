@@ -183,6 +183,28 @@ class ArtifactStore:
         for _ in self.iter_chunks(sha256):
             pass
 
+    def list_objects(self) -> Iterator[tuple[str, int, float]]:
+        """Yields (sha256, size, modified time as epoch seconds) of every stored object."""
+        root = f"{self.root}/objects"
+        self.fs.invalidate_cache(root)
+        found = self.fs.find(root, detail=True) if self.fs.exists(root) else {}
+        for path, info in found.items():
+            parts = str(path).rstrip("/").split("/")
+            if len(parts) >= 2 and len(parts[-2]) == 2 and len(parts[-1]) == 62:
+                yield parts[-2] + parts[-1], int(info.get("size") or 0), _modified(info)
+
+    def clean_tmp(self, older_than: float) -> int:
+        """Removes temporary files that writers left behind before ``older_than`` (epoch s)."""
+        root = f"{self.root}/tmp"
+        self.fs.invalidate_cache(root)
+        removed = 0
+        for path, info in (self.fs.find(root, detail=True) if self.fs.exists(root) else {}).items():
+            if _modified(info) < older_than:
+                with contextlib.suppress(FileNotFoundError):
+                    self.fs.rm(path)
+                    removed += 1
+        return removed
+
     def delete(self, sha256: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.object_path(sha256))
@@ -238,6 +260,17 @@ def _hash_file(path: Path) -> tuple[str, int]:
     except FileNotFoundError:
         raise NotFoundError(f"{path} does not exist; check the path you passed.") from None
     return hasher.hexdigest(), size
+
+
+def _modified(info: dict[str, Any]) -> float:
+    """Modification time of an fsspec ``info`` entry, whatever the backend calls it."""
+    for key in ("mtime", "LastModified", "last_modified", "updated", "created"):
+        value = info.get(key)
+        if isinstance(value, (int, float)):
+            return float(value)
+        if hasattr(value, "timestamp"):
+            return float(value.timestamp())
+    return 0.0
 
 
 def _protocols(fs: Any) -> set[str]:

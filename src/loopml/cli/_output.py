@@ -25,6 +25,7 @@ HomeOption = Annotated[
     Path | None,
     typer.Option(
         "--home",
+        metavar="PATH",
         help="Workspace folder (default: $LOOPML_HOME, else ./.loopml).",
         show_default=False,
         file_okay=False,

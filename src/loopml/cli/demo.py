@@ -52,7 +52,10 @@ def demo(
     out.print(_ranking(results, experiment))
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
-    out.print(f"  loopml runs list --experiment {escape(experiment)}{escape(home_flag)}")
+    out.print(
+        f"  loopml runs list --experiment {escape(experiment)}"
+        f' --order-by "metrics.roc_auc desc"{escape(home_flag)}'
+    )
     best = max(results, key=lambda r: r.metrics["roc_auc"])
     out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
     if len(results) > 1:

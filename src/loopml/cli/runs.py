@@ -45,8 +45,12 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-_BASE_WIDTH = 95  # id, name, experiment, status, start and duration columns
-_EXTRA_COLUMN_WIDTH = 12
+_CELL_PADDING = 3  # a border and a space either side
+_MAX_PARAM_WIDTH = 24
+_START_WIDTH = 19
+_MIN_METRIC_COLUMNS = 2
+# Of every five extra columns, metrics get three and params two.
+_COLUMN_PATTERN = ("metrics", "metrics", "params", "metrics", "params")
 _ERROR_LINES = 30
 
 
@@ -61,30 +65,39 @@ class OutputFormat(StrEnum):
 def list_runs(
     experiment: Annotated[
         list[str] | None,
-        typer.Option("--experiment", "-e", help="Only runs of this experiment (repeatable)."),
+        typer.Option(
+            "--experiment",
+            "-e",
+            metavar="NAME",
+            help="Only runs of this experiment (repeatable).",
+        ),
     ] = None,
     filter_text: Annotated[
         str | None,
         typer.Option(
             "--filter",
             "-f",
+            metavar="EXPR",
             help="Filter, e.g. \"metrics.roc_auc > 0.9 and params.model = 'rf'\".",
         ),
     ] = None,
     order_by: Annotated[
         list[str] | None,
         typer.Option(
-            "--order-by", "-o", help="Sort item, e.g. 'metrics.roc_auc desc' (repeatable)."
+            "--order-by",
+            "-o",
+            metavar="ITEM",
+            help="Sort item, e.g. 'metrics.roc_auc desc' (repeatable).",
         ),
     ] = None,
     max_results: Annotated[
-        int, typer.Option("--max", "-n", min=1, help="Show at most this many runs.")
+        int, typer.Option("--max", "-n", min=1, metavar="N", help="Show at most this many runs.")
     ] = 50,
     include_deleted: Annotated[
         bool, typer.Option("--all", "-a", help="Include deleted runs.")
     ] = False,
     output_format: Annotated[
-        OutputFormat, typer.Option("--format", help="table, json or csv.")
+        OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.table,
     home: HomeOption = None,
 ) -> None:
@@ -139,22 +152,34 @@ def _runs_table(
 ) -> Table:
     metric_keys = _keys(frame, "metrics.")
     param_keys = _keys(frame, "params.")
-    budget = max(2, (width - _BASE_WIDTH) // _EXTRA_COLUMN_WIDTH)
-    metric_budget = min(len(metric_keys), max(1, math.ceil(budget * 0.6)))
-    param_budget = min(len(param_keys), max(budget - metric_budget, 1))
-    metrics = _pick_columns(frame, "metrics.", metric_keys, priority_metrics, False)[:metric_budget]
-    params = _pick_columns(frame, "params.", param_keys, priority_params, True)[:param_budget]
-    sort_key = priority_metrics[0] if priority_metrics else None
+    ranked_metrics = _pick_columns(frame, "metrics.", metric_keys, priority_metrics, False)
+    ranked_params = _pick_columns(frame, "params.", param_keys, priority_params, True)
     show_experiment = not experiment or len(experiment) > 1
+    show_start = True
+    # On narrow terminals give up the start time, then the experiment, for two metrics.
+    wanted = sum(
+        _column_width(frame, "metrics", key) + _CELL_PADDING
+        for key in ranked_metrics[:_MIN_METRIC_COLUMNS]
+    )
+    base = _base_width(frame, show_experiment, bool(deleted))
+    if width - base < wanted:
+        show_start = False
+        base -= _START_WIDTH + _CELL_PADDING
+    if width - base < wanted and show_experiment:
+        base = _base_width(frame, False, bool(deleted)) - _START_WIDTH - _CELL_PADDING
+        show_experiment = False
+    metrics, params = _fit_columns(frame, width - base, ranked_metrics, ranked_params)
+    sort_key = priority_metrics[0] if priority_metrics else None
 
     title = f"Runs in {', '.join(experiment)}" if experiment and len(experiment) == 1 else "Runs"
     table = Table(title=escape(title), title_justify="left", header_style="bold")
     table.add_column("run id", style="cyan", no_wrap=True)
-    table.add_column("name", overflow="fold")
+    table.add_column("name", overflow="fold", min_width=8)
     if show_experiment:
         table.add_column("experiment")
     table.add_column("status", no_wrap=True)
-    table.add_column("start", no_wrap=True)
+    if show_start:
+        table.add_column("start", no_wrap=True)
     table.add_column("duration", justify="right", no_wrap=True)
     for key in metrics:
         table.add_column(escape(key), justify="right", style="bold" if key == sort_key else "")
@@ -164,11 +189,10 @@ def _runs_table(
         cells: list[Any] = [short_id(row["run_id"]), escape(str(row["run_name"]))]
         if show_experiment:
             cells.append(escape(str(row["experiment"])))
-        cells += [
-            status_text(row["status"], row["run_id"] in deleted),
-            local_time(row["start_time"]),
-            format_duration(duration_seconds(row["start_time"], row["end_time"])),
-        ]
+        cells.append(status_text(row["status"], row["run_id"] in deleted))
+        if show_start:
+            cells.append(local_time(row["start_time"]))
+        cells.append(format_duration(duration_seconds(row["start_time"], row["end_time"])))
         cells += [_cell(row.get(f"metrics.{key}"), numeric=True) for key in metrics]
         cells += [_cell(row.get(f"params.{key}")) for key in params]
         table.add_row(*cells, style="dim" if row["run_id"] in deleted else None)
@@ -194,15 +218,56 @@ def _keys(frame: pd.DataFrame, prefix: str) -> list[str]:
 def _pick_columns(
     frame: pd.DataFrame, prefix: str, keys: list[str], priority: list[str], prefer_varying: bool
 ) -> list[str]:
-    """Columns worth showing first: the ones asked about, then (varying,) well-filled ones."""
+    """Keys in the order worth showing: the ones asked about, then well-filled ones.
 
-    def rank(key: str) -> tuple[int, int, int, str]:
+    Params that differ between the listed runs come before constant ones; metrics that
+    look like timings (``fit_seconds``) come after quality metrics.
+    """
+
+    def rank(key: str) -> tuple[int, int, int, int, str]:
         column = frame[f"{prefix}{key}"]
         asked = priority.index(key) if key in priority else len(priority)
-        varying = column.dropna().astype(str).nunique() > 1 if prefer_varying else True
-        return (asked, 0 if varying else 1, -int(column.notna().sum()), key)
+        constant = prefer_varying and column.dropna().astype(str).nunique() <= 1
+        timing = not prefer_varying and bool(re.search(r"time|seconds|duration", key, re.I))
+        return (asked, int(constant), int(timing), -int(column.notna().sum()), key)
 
     return sorted(keys, key=rank)
+
+
+def _base_width(frame: pd.DataFrame, show_experiment: bool, any_deleted: bool) -> int:
+    """Width taken by the fixed columns (id, name, experiment, status, start, duration)."""
+    widths = [8, max(4, int(frame["run_name"].astype(str).str.len().max()))]
+    if show_experiment:
+        widths.append(max(10, int(frame["experiment"].astype(str).str.len().max())))
+    widths += [8 + (10 if any_deleted else 0), _START_WIDTH, 8]
+    return sum(w + _CELL_PADDING for w in widths) + 1
+
+
+def _fit_columns(
+    frame: pd.DataFrame, room: int, metrics: list[str], params: list[str]
+) -> tuple[list[str], list[str]]:
+    """As many metric and param columns as fit in ``room`` characters, best ones first."""
+    queues = {"metrics": list(metrics), "params": list(params)}
+    chosen: dict[str, list[str]] = {"metrics": [], "params": []}
+    pattern = 0
+    while queues["metrics"] or queues["params"]:
+        kind = _COLUMN_PATTERN[pattern % len(_COLUMN_PATTERN)]
+        pattern += 1
+        if not queues[kind]:
+            kind = "params" if kind == "metrics" else "metrics"
+        key = queues[kind].pop(0)
+        needed = _column_width(frame, kind, key) + _CELL_PADDING
+        if needed <= room:
+            chosen[kind].append(key)
+            room -= needed
+    return chosen["metrics"], chosen["params"]
+
+
+def _column_width(frame: pd.DataFrame, kind: str, key: str) -> int:
+    values = frame[f"{kind}.{key}"].dropna()
+    render = format_number if kind == "metrics" else str
+    longest = max((len(render(value)) for value in values), default=0)
+    return max(len(key), longest if kind == "metrics" else min(_MAX_PARAM_WIDTH, longest))
 
 
 def _mentioned(filter_text: str, kind: str) -> list[str]:
@@ -269,7 +334,9 @@ def _finite(value: Any) -> bool:
 # -- show -----------------------------------------------------------------------
 @app.command("show")
 def show_run(
-    run_id: Annotated[str, typer.Argument(help="Run id or a unique prefix (6+ characters).")],
+    run_id: Annotated[
+        str, typer.Argument(metavar="RUN_ID", help="Run id or a unique prefix (6+ characters).")
+    ],
     home: HomeOption = None,
 ) -> None:
     """Show one run: info, params, metrics with their history, tags, artifacts, children."""
@@ -420,7 +487,10 @@ def _print_children(out: Console, run: Run) -> None:
 # -- compare --------------------------------------------------------------------
 @app.command("compare")
 def compare_runs(
-    run_ids: Annotated[list[str], typer.Argument(help="Two or more run ids (or unique prefixes).")],
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN_ID...", help="Two or more run ids (or unique prefixes)."),
+    ],
     only_differences: Annotated[
         bool, typer.Option("--diff", "-d", help="Only rows whose values differ.")
     ] = False,
@@ -513,7 +583,9 @@ def _missing_or(value: Any, render: Any) -> Any:
 # -- delete / restore -----------------------------------------------------------
 @app.command("delete")
 def delete_runs(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")],
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN_ID...", help="Run ids (or unique prefixes).")
+    ],
     home: HomeOption = None,
 ) -> None:
     """Soft-delete runs (and their children): hidden from lists until restored or `loopml gc`."""
@@ -533,7 +605,9 @@ def delete_runs(
 
 @app.command("restore")
 def restore_runs(
-    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes).")],
+    run_ids: Annotated[
+        list[str], typer.Argument(metavar="RUN_ID...", help="Run ids (or unique prefixes).")
+    ],
     home: HomeOption = None,
 ) -> None:
     """Bring back soft-deleted runs (and their children)."""

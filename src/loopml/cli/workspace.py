@@ -67,6 +67,7 @@ def gc(
         typer.Option(
             "--grace",
             min=0,
+            metavar="SECONDS",
             help="Keep unreferenced artifacts stored less than this many seconds ago.",
         ),
     ] = 3600.0,

@@ -139,13 +139,29 @@ class Run:
     def log_artifact(
         self, local_path: str | os.PathLike[str], artifact_path: str | None = None
     ) -> list[ArtifactInfo]:
-        """Stores a file, or a folder with everything in it, under ``artifact_path``."""
+        """Stores a file or a folder under ``artifact_path``, keeping its own name.
+
+        ``log_artifact("plots/")`` gives ``plots/a.png``; ``log_artifacts`` stores a
+        folder's contents without the folder's name.
+        """
         source = Path(local_path)
+        prefix = "/".join(filter(None, [(artifact_path or "").strip("/"), source.name]))
+        return self._store_tree(source, prefix)
+
+    def log_artifacts(
+        self, local_dir: str | os.PathLike[str], artifact_path: str | None = None
+    ) -> list[ArtifactInfo]:
+        """Stores everything in a folder under ``artifact_path`` (the run's root by default)."""
+        source = Path(local_dir)
+        if source.is_file():
+            raise ValidationError(f"{source} is a file; use log_artifact for single files.")
+        return self._store_tree(source, (artifact_path or "").strip("/"))
+
+    def _store_tree(self, source: Path, prefix: str) -> list[ArtifactInfo]:
         if not source.exists():
             raise NotFoundError(f"{source} does not exist; pass the path of a file or folder.")
-        prefix = (artifact_path or "").strip("/")
         files = (
-            [(source, f"{prefix}/{source.name}".lstrip("/"))]
+            [(source, prefix)]
             if source.is_file()
             else [
                 (path, "/".join(filter(None, [prefix, path.relative_to(source).as_posix()])))
@@ -215,7 +231,7 @@ class Run:
         with tempfile.TemporaryDirectory() as folder:
             joblib.dump(model, Path(folder) / "model.joblib")
             (Path(folder) / "model.json").write_text(json.dumps(description, indent=2))
-            return self.log_artifact(folder, path)
+            return self.log_artifacts(folder, path)
 
     def artifacts(self, prefix: str = "") -> list[ArtifactInfo]:
         """The run's artifacts (optionally those under ``prefix``)."""
