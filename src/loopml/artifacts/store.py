@@ -268,8 +268,9 @@ def _modified(info: dict[str, Any]) -> float:
         value = info.get(key)
         if isinstance(value, (int, float)):
             return float(value)
-        if hasattr(value, "timestamp"):
-            return float(value.timestamp())
+        stamp = getattr(value, "timestamp", None)
+        if callable(stamp):
+            return float(stamp())
     return 0.0
 
 

@@ -51,9 +51,7 @@ class Database:
             ) from None
         self.dialect = parsed.get_backend_name()
         self.engine = self._create_engine(url)
-        self._writes = sessionmaker(
-            self.engine.execution_options(loopml_write=True), expire_on_commit=False
-        )
+        self._write_engine = self.engine.execution_options(loopml_write=True)
         self._reads = sessionmaker(self.engine, expire_on_commit=False)
 
     def _create_engine(self, url: str) -> Engine:
@@ -91,7 +89,7 @@ class Database:
         if current != script.get_current_head():
             # The write lock (or an advisory lock) makes concurrent first opens take turns;
             # Alembic re-reads the revision under it, so the later ones find nothing to do.
-            with self.engine.execution_options(loopml_write=True).begin() as connection:
+            with self._write_engine.begin() as connection:
                 if self.dialect == "postgresql":
                     connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727001)")
                 config = self._alembic_config()
@@ -112,10 +110,14 @@ class Database:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """A session in a write transaction, committed on success, rolled back on error."""
-        with self._writes.begin() as session:
-            yield session
+    def write(self) -> Iterator[Connection]:
+        """A connection in a write transaction, committed on success, rolled back on error.
+
+        Writes use Core statements on a plain connection: the ORM unit of work would
+        only add overhead to the inserts and updates that tracking does in bulk.
+        """
+        with self._write_engine.begin() as connection:
+            yield connection
 
     @contextmanager
     def read(self) -> Iterator[Session]:

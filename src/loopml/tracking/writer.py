@@ -71,15 +71,25 @@ class MetricWriter:
                 self._wake.notify()
 
     def flush(self) -> None:
-        """Blocks until every point added before the call is stored; re-raises a write error."""
+        """Blocks until every point added before the call is stored; re-raises a write error.
+
+        The caller writes what is still pending itself, rather than waking the thread
+        and waiting for it, and then waits only for a batch the thread has in flight.
+        """
         with self._lock:
             target = self._queued
-            if self._thread is None and not self._pending:
-                return
-            self._start_locked()
-            self._flush_requested = True
-            self._wake.notify()
-            while self._written < target and not (self._thread and not self._thread.is_alive()):
+            batch, self._pending = self._pending, []
+        if batch:
+            try:
+                self._write(batch)
+            except BaseException as failure:
+                with self._lock:
+                    self._error = failure
+            with self._lock:
+                self._written += len(batch)
+                self._done.notify_all()
+        with self._lock:
+            while self._written < target and self._thread is not None and self._thread.is_alive():
                 self._done.wait(timeout=0.5)
             error, self._error = self._error, None
         if error is not None:

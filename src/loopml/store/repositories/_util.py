@@ -5,17 +5,17 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def upsert(session: Session, table: Any) -> Any:
-    """An INSERT that supports ``on_conflict_do_update``/``nothing`` on this session's dialect."""
-    dialect = session.get_bind().dialect.name
+def upsert(connection: Connection, table: Any) -> Any:
+    """An INSERT that supports ``on_conflict_do_update``/``nothing`` on this dialect."""
+    dialect = connection.dialect.name
     if dialect == "postgresql":
         return postgresql.insert(table)
     if dialect == "sqlite":

@@ -10,8 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, CursorResult, delete, exists, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Connection, CursorResult, delete, exists, func, select
 
 from loopml.store.database import Database
 from loopml.store.entities import ArtifactInfo
@@ -125,7 +124,7 @@ class BlobRepository:
         return [(sha, size) for sha, size in rows]
 
 
-def _touch(session: Session, blobs: Sequence[tuple[str, int]], now: int) -> None:
+def _touch(session: Connection, blobs: Sequence[tuple[str, int]], now: int) -> None:
     stmt = upsert(session, BlobRow)
     unique = {sha: size for sha, size in blobs}
     session.execute(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
@@ -47,7 +48,8 @@ class RunRepository:
                     )
 
         self.db.retry(write)
-        return self.get(values["run_id"])
+        row = RunRow(**{"end_time": None, "error": None, "deleted_at": None, **values})
+        return to_run_info(row)
 
     def get(self, run_id: str) -> RunInfo:
         with self.db.read() as session:
@@ -228,25 +230,31 @@ class RunRepository:
             return (row.python_version, row.platform, row.packages) if row else None
 
 
-def _advance_latest(session: Session, rows: Iterable[dict[str, Any]]) -> None:
-    stmt = upsert(session, LatestMetricRow)
+def _advance_latest(connection: Connection, rows: Iterable[dict[str, Any]]) -> None:
+    connection.execute(_latest_upsert(connection.dialect.name), list(rows))
+
+
+@functools.cache
+def _latest_upsert(dialect: str) -> Any:
+    """Moves a key's latest value forward only for a higher step (or same step, later time).
+
+    Built once per dialect: making ``excluded`` columns costs more than the write itself.
+    """
+    stmt = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(LatestMetricRow)
     current = LatestMetricRow.__table__.c
     newer = or_(
         stmt.excluded.step > current.step,
         and_(stmt.excluded.step == current.step, stmt.excluded.timestamp >= current.timestamp),
     )
-    session.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["run_id", "key"],
-            set_={
-                "value": stmt.excluded.value,
-                "is_nan": stmt.excluded.is_nan,
-                "step": stmt.excluded.step,
-                "timestamp": stmt.excluded.timestamp,
-            },
-            where=newer,
-        ),
-        list(rows),
+    return stmt.on_conflict_do_update(
+        index_elements=["run_id", "key"],
+        set_={
+            "value": stmt.excluded.value,
+            "is_nan": stmt.excluded.is_nan,
+            "step": stmt.excluded.step,
+            "timestamp": stmt.excluded.timestamp,
+        },
+        where=newer,
     )
 
 
