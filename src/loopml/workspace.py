@@ -21,7 +21,7 @@ from loopml.errors import ConfigError, ValidationError
 from loopml.store import Database, Experiment, RunStatus
 from loopml.store.repositories import BlobRepository, ExperimentRepository, RunRepository
 from loopml.store.repositories._util import now_ms
-from loopml.store.search import compile_search, parse_filter, parse_order_by
+from loopml.store.search import compile_search, parse_filter, parse_order_by, run_search
 from loopml.tracking.provenance import code_version, environment
 from loopml.tracking.run import Run, active_run, param_text
 from loopml.tracking.writer import MetricWriter
@@ -266,12 +266,11 @@ class Workspace:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
             experiment_ids = [self._experiments.get(name).experiment_id for name in names]
         tree = parse_filter(filter) if filter and filter.strip() else None
-        query = compile_search(
-            experiment_ids, tree, parse_order_by(list(order_by or [])),
-            include_deleted, max_results, offset,
-        )  # fmt: skip
+        queries = compile_search(
+            experiment_ids, tree, parse_order_by(list(order_by or [])), include_deleted
+        )
         with self.db.read() as session:
-            run_ids = [str(run_id) for run_id in session.scalars(query)]
+            run_ids = run_search(session, queries, max_results, offset)
         records = self._runs.records(run_ids)
         if output == "runs":
             return [Run(self, record.info) for record in records]

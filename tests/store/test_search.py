@@ -147,3 +147,15 @@ def test_parse_reads_quoted_keys_and_escapes() -> None:
         (Field("params", "lr"), True),
         (Field("attributes", "start_time"), False),
     ]
+
+
+def test_paging_by_a_metric_continues_into_runs_without_it(populated: loopml.Workspace) -> None:
+    pages = [
+        names(populated, order_by=["metrics.auc desc"], max_results=2, offset=offset)
+        for offset in (0, 2, 4, 6)
+    ]
+    assert pages == [["gbm", "rf-1"], ["rf-2", "lr"], ["empty"], []]
+    assert names(populated, order_by=["metrics.auc desc"], max_results=3, offset=3) == [
+        "lr",
+        "empty",
+    ]

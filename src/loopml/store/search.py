@@ -20,13 +20,13 @@ from typing import Any
 
 from lark import Lark, Token, Transformer, v_args
 from lark.exceptions import LarkError, UnexpectedInput, VisitError
-from sqlalchemy import Select, and_, exists, not_, or_, select
-from sqlalchemy.orm import aliased
+from sqlalchemy import Select, and_, exists, func, not_, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from loopml.errors import ValidationError
 from loopml.store.models import LatestMetricRow, ParamRow, RunRow, TagRow
 
-__all__ = ["Field", "compile_search", "parse_filter", "parse_order_by"]
+__all__ = ["Field", "compile_search", "parse_filter", "parse_order_by", "run_search"]
 
 _GRAMMAR = r"""
 ?start: expr
@@ -313,18 +313,34 @@ def compile_search(
     filter_tree: Any,
     order: list[tuple[Field, bool]],
     include_deleted: bool,
-    limit: int,
-    offset: int,
-) -> Select[Any]:
-    """Builds ``SELECT run_id ...`` for one page of matching runs in the requested order."""
-    query = select(RunRow.run_id)
+) -> list[Select[Any]]:
+    """Builds the ``SELECT run_id ...`` queries whose results, one after the other, are
+    the matching runs in the requested order (the caller pages through them).
+
+    Sorting by a metric is split in two: runs that have the metric, joined so the
+    database walks the ``(key, value)`` index in order and stops after one page, then
+    the runs without it. One outer join would sort every matching run instead.
+    """
+    base = select(RunRow.run_id)
     if experiment_ids is not None:
-        query = query.where(RunRow.experiment_id.in_(experiment_ids))
+        base = base.where(RunRow.experiment_id.in_(experiment_ids))
     if not include_deleted:
-        query = query.where(RunRow.deleted_at.is_(None))
+        base = base.where(RunRow.deleted_at.is_(None))
     if filter_tree is not None:
-        query = query.where(_to_sql(filter_tree))
-    required = _required_metrics(filter_tree)
+        base = base.where(_to_sql(filter_tree))
+    if not order or order[0][0].kind != "metrics":
+        return [_ordered(base, order, inner=None)]
+    first = order[0][0]
+    having = _ordered(base, order, inner=first.key)
+    if first.key in _required_metrics(filter_tree):
+        return [having]
+    located = exists().where(
+        LatestMetricRow.run_id == RunRow.run_id, LatestMetricRow.key == first.key
+    )
+    return [having, _ordered(base.where(~located), order[1:], inner=None)]
+
+
+def _ordered(query: Select[Any], order: list[tuple[Field, bool]], inner: str | None) -> Any:
     sort: list[Any] = []
     for position, (field, descending) in enumerate(order):
         if field.kind == "attributes":
@@ -334,18 +350,31 @@ def compile_search(
                 field.kind
             ]
             alias: Any = aliased(table, name=f"order_{position}")
-            # An inner join lets the database walk the (key, value) index in order and stop
-            # after one page, when the filter already demands the metric.
-            inner = field.kind == "metrics" and field.key in required
             on = and_(alias.run_id == RunRow.run_id, alias.key == field.key)
-            query = query.join(alias, on) if inner else query.outerjoin(alias, on)
+            joined = position == 0 and field.kind == "metrics" and field.key == inner
+            query = query.join(alias, on) if joined else query.outerjoin(alias, on)
             column = alias.value
             if field.kind == "params":  # numbers in number order first, then text
-                sort.append(
-                    (
-                        alias.value_number.desc() if descending else alias.value_number.asc()
-                    ).nulls_last()
-                )
+                number = alias.value_number
+                sort.append((number.desc() if descending else number.asc()).nulls_last())
         sort.append((column.desc() if descending else column.asc()).nulls_last())
-    sort += [RunRow.start_time.desc(), RunRow.run_id]
-    return query.order_by(*sort).limit(limit).offset(offset)
+    return query.order_by(*sort, RunRow.start_time.desc(), RunRow.run_id)
+
+
+def run_search(session: Session, queries: list[Select[Any]], limit: int, offset: int) -> list[str]:
+    """One page (``limit`` runs after skipping ``offset``) across the queries in turn."""
+    found: list[str] = []
+    for query in queries:
+        if len(found) >= limit:
+            break
+        page = list(session.scalars(query.limit(limit - len(found)).offset(offset)))
+        if not page and offset:
+            # This part holds no more than `offset` runs: skip past all of them.
+            total = session.scalar(
+                select(func.count()).select_from(query.order_by(None).subquery())
+            )
+            offset = max(0, offset - int(total or 0))
+        else:
+            offset = 0
+        found += [str(run_id) for run_id in page]
+    return found
