@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from loopml.config import Settings
 from loopml.errors import LoopmlError, NotFoundError, ValidationError
 from loopml.workspace import Workspace
 
@@ -59,11 +60,30 @@ def fail(error: LoopmlError) -> typer.Exit:
     return typer.Exit(1)
 
 
+def embedded_database(home: Path | None) -> Path | None:
+    """The SQLite file of the workspace in ``home`` when it uses the default database."""
+    settings = Settings.resolve(home)
+    database = settings.home / "loopml.db"
+    return database if settings.db_url == f"sqlite:///{database}" else None
+
+
 @contextmanager
-def open_workspace(home: Path | None) -> Iterator[Workspace]:
-    """Opens the workspace for one command; any LoopmlError inside ends it cleanly (exit 1)."""
+def open_workspace(home: Path | None, create: bool = False) -> Iterator[Workspace]:
+    """Opens the workspace for one command; any LoopmlError inside ends it cleanly (exit 1).
+
+    Unless ``create``, a workspace that does not exist yet is an error rather than
+    a new empty one, so a mistyped ``--home`` does not silently start afresh.
+    """
     workspace: Workspace | None = None
     try:
+        if not create:
+            database = embedded_database(home)
+            if database is not None and not database.exists():
+                raise NotFoundError(
+                    f"No loopml workspace in {database.parent}. Create one with "
+                    "`loopml init` (or `loopml demo`), or point --home or LOOPML_HOME at "
+                    "an existing one."
+                )
         workspace = Workspace.open(home)
         yield workspace
     except LoopmlError as error:

@@ -29,11 +29,12 @@ def demo(
     """Train a few scikit-learn models on the breast cancer dataset and track each as a run."""
     out = console()
     models = demo_models()
-    with open_workspace(home) as ws:
+    with open_workspace(home, create=True) as ws:
         out.print(
-            f"Training {len(models)} models on scikit-learn's breast cancer dataset "
-            f"into experiment [bold]{escape(experiment)}[/] at {escape(str(ws.settings.home))}"
+            f"Training {len(models)} models on scikit-learn's breast cancer dataset, "
+            f"tracked in experiment [bold]{escape(experiment)}[/]"
         )
+        out.print(f"[dim]workspace: {escape(str(ws.settings.home))}[/]")
         with Progress(
             SpinnerColumn(),
             TextColumn("{task.description}", style="bold"),

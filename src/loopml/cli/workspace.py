@@ -14,6 +14,7 @@ from sqlalchemy.exc import ArgumentError
 from loopml.cli._output import (
     HomeOption,
     console,
+    embedded_database,
     format_duration,
     human_bytes,
     open_workspace,
@@ -36,10 +37,11 @@ def init(
     """Create a workspace (or check an existing one) and show where it keeps things."""
     target = path or home
     try:
-        existed = (Settings.resolve(target).home / "loopml.db").exists()
+        database = embedded_database(target)
+        existed = database is not None and database.exists()
     except LoopmlError:
         existed = False  # open_workspace reports the problem
-    with open_workspace(target) as ws:
+    with open_workspace(target, create=True) as ws:
         settings = ws.settings
     out = console()
     verb = "Using existing" if existed else "Created"

@@ -1,0 +1,78 @@
+"""``loopml demo``: tracked training end to end, then the runs it made through ``runs``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import loopml
+from tests.cli import invoke, table_line
+
+DEMO_RUNS = {"logreg-C0.01", "logreg-C1", "logreg-C100", "random-forest", "gradient-boosting"}
+
+
+@pytest.fixture(scope="module")
+def demo_home(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """A workspace after one ``loopml demo``, with that command's output."""
+    home = tmp_path_factory.mktemp("demo")
+    result = invoke(home, "demo")
+    assert result.exit_code == 0, result.output
+    return home, result.output
+
+
+@pytest.mark.slow
+def test_demo_logs_one_run_per_model_with_metrics_and_a_roc_curve(
+    demo_home: tuple[Path, str],
+) -> None:
+    home, _ = demo_home
+    with loopml.Workspace.open(home) as ws:
+        runs = ws.search_runs("demo", output="runs")
+        assert {run.info.name for run in runs} == DEMO_RUNS
+        for run in runs:
+            assert run.info.status == "FINISHED"
+            metrics = run.metrics
+            assert {"accuracy", "roc_auc", "f1", "log_loss"} <= set(metrics)
+            assert 0.9 < metrics["roc_auc"] <= 1.0
+            paths = {artifact.path for artifact in run.artifacts()}
+            assert {"roc_curve.html", "model/model.joblib"} <= paths
+            assert b"ROC curve" in run.read_artifact("roc_curve.html")
+
+
+@pytest.mark.slow
+def test_demo_prints_a_ranking_and_the_next_command(demo_home: tuple[Path, str]) -> None:
+    home, output = demo_home
+    with loopml.Workspace.open(home) as ws:
+        best = ws.search_runs("demo", order_by=["metrics.roc_auc desc"]).iloc[0]
+
+    assert "ranked by validation roc_auc" in output
+    first = table_line(output, "│ 1 │")
+    assert best["run_id"][:8] in first and best["run_name"] in first
+    assert "loopml runs list --experiment demo" in output
+    assert "5/5" in output  # the progress bar finished
+
+
+@pytest.mark.slow
+def test_runs_list_after_the_demo_shows_its_runs(demo_home: tuple[Path, str]) -> None:
+    home, _ = demo_home
+
+    result = invoke(home, "runs", "list", "--experiment", "demo", "-o", "metrics.roc_auc desc")
+
+    assert result.exit_code == 0, result.output
+    for name in DEMO_RUNS:
+        assert "FINISHED" in table_line(result.output, f" {name} ")
+    assert "roc_auc" in table_line(result.output, "run id")
+
+
+@pytest.mark.slow
+def test_gradient_boosting_history_shows_in_runs_show(demo_home: tuple[Path, str]) -> None:
+    home, _ = demo_home
+    records = json.loads(invoke(home, "runs", "list", "-e", "demo", "--format", "json").stdout)
+    boosting = next(r for r in records if r["run_name"] == "gradient-boosting")
+
+    result = invoke(home, "runs", "show", boosting["run_id"][:8])
+
+    cells = [c.strip() for c in table_line(result.output, "val_log_loss").split("│") if c.strip()]
+    assert cells[2] == "150"  # one value per boosting stage
+    assert "roc_curve.html" in result.output

@@ -1,0 +1,69 @@
+"""``loopml.demo.run_demo``: the demo's training logic, used from Python."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import loopml
+from loopml.demo import DemoModel, demo_models, run_demo
+
+
+@pytest.fixture
+def two_models() -> list[DemoModel]:
+    """The fastest logistic regression and the gradient boosting, to keep tests quick."""
+    models = {model.name: model for model in demo_models()}
+    return [models["logreg-C1"], models["gradient-boosting"]]
+
+
+def test_run_demo_returns_one_scored_result_per_model(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    with loopml.Workspace.open(tmp_path) as ws:
+        results = run_demo(ws, "trial", models=two_models)
+
+        assert [r.run_name for r in results] == ["logreg-C1", "gradient-boosting"]
+        for result in results:
+            run = ws.get_run(result.run_id)
+            assert run.experiment == "trial"
+            assert run.metrics["roc_auc"] == pytest.approx(result.metrics["roc_auc"])
+            assert set(result.metrics) == {"accuracy", "roc_auc", "f1", "log_loss"}
+
+
+def test_run_demo_records_params_and_artifacts(tmp_path: Path, two_models: list[DemoModel]) -> None:
+    with loopml.Workspace.open(tmp_path) as ws:
+        result = run_demo(ws, models=two_models[:1])[0]
+        run = ws.get_run(result.run_id)
+
+        assert run.params["model"] == "logistic_regression"
+        assert run.params["C"] == "1.0"
+        assert run.params["n_train"] == "426" and run.params["n_valid"] == "143"
+        assert {a.path for a in run.artifacts()} == {
+            "roc_curve.html",
+            "confusion_matrix.json",
+            "model/model.joblib",
+            "model/model.json",
+        }
+
+
+def test_gradient_boosting_logs_validation_loss_per_stage(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    with loopml.Workspace.open(tmp_path) as ws:
+        result = run_demo(ws, models=two_models[1:])[0]
+        history = ws.get_run(result.run_id).metric_history("val_log_loss")
+
+    assert list(history["step"]) == list(range(1, 151))
+    assert history["value"].iloc[-1] == pytest.approx(result.metrics["log_loss"])
+    assert history["value"].iloc[-1] < history["value"].iloc[0]
+
+
+def test_run_demo_reports_progress_before_each_model_and_at_the_end(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    seen: list[tuple[str, int, int]] = []
+    with loopml.Workspace.open(tmp_path) as ws:
+        run_demo(ws, models=two_models, on_progress=lambda *event: seen.append(event))
+
+    assert seen == [("logreg-C1", 0, 2), ("gradient-boosting", 1, 2), ("done", 2, 2)]
