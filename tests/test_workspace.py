@@ -138,3 +138,42 @@ def test_a_workspace_with_artifacts_on_s3(tmp_path: Path, s3_backend: S3Backend)
     assert len(s3_backend.keys("objects/")) == 2
     assert kept.read_artifact("s.txt") == b"shared"
     ws.close()
+
+
+def test_runs_of_a_deleted_experiment_are_hidden(workspace: loopml.Workspace) -> None:
+    with workspace.start_run(experiment="gone"):
+        pass
+    with workspace.start_run(experiment="kept"):
+        pass
+    workspace.delete_experiment("gone")
+    assert list(workspace.search_runs()["experiment"]) == ["kept"]
+    frame = workspace.search_runs(include_deleted=True).set_index("experiment")
+    assert frame.loc["gone", "deleted"] and not frame.loc["kept", "deleted"]
+
+
+def test_count_runs_matches_search_at_any_page_size(workspace: loopml.Workspace) -> None:
+    for value in range(7):
+        with workspace.start_run(experiment="c") as run:
+            if value % 2:
+                run.log_metric("auc", value / 10)
+    assert workspace.count_runs("c") == 7
+    assert workspace.count_runs("c", filter="metrics.auc > 0.2") == 2
+    assert workspace.count_runs(filter="metrics.auc is null") == 4
+
+
+def test_gc_dry_run_reports_and_changes_nothing(workspace: loopml.Workspace) -> None:
+    with workspace.start_run() as run:
+        run.log_text("doomed bytes", "d.txt")
+    workspace.delete_run(run.id)
+    planned = workspace.gc(grace_seconds=0, dry_run=True)
+    assert (planned.runs, planned.blobs, planned.bytes_freed) == (1, 1, len("doomed bytes"))
+    assert workspace.get_run(run.id).read_artifact("d.txt") == b"doomed bytes"
+    assert workspace.gc(grace_seconds=0) == planned
+
+
+def test_open_without_create_refuses_a_missing_workspace(tmp_path: Path) -> None:
+    with pytest.raises(loopml.NotFoundError, match="loopml init"):
+        loopml.Workspace.open(tmp_path / "nowhere", create=False)
+    assert not (tmp_path / "nowhere" / "loopml.db").exists()
+    loopml.Workspace.open(tmp_path / "somewhere").close()
+    loopml.Workspace.open(tmp_path / "somewhere", create=False).close()

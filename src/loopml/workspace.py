@@ -17,11 +17,17 @@ import pandas as pd
 
 from loopml.artifacts import ArtifactStore
 from loopml.config import Settings
-from loopml.errors import ConfigError, ValidationError
+from loopml.errors import ConfigError, NotFoundError, ValidationError
 from loopml.store import Database, Experiment, RunStatus
 from loopml.store.repositories import BlobRepository, ExperimentRepository, RunRepository
 from loopml.store.repositories._util import now_ms
-from loopml.store.search import compile_search, parse_filter, parse_order_by, run_search
+from loopml.store.search import (
+    compile_search,
+    count_matches,
+    parse_filter,
+    parse_order_by,
+    run_search,
+)
 from loopml.tracking.provenance import code_version, environment
 from loopml.tracking.run import Run, active_run, param_text
 from loopml.tracking.writer import MetricWriter
@@ -29,6 +35,7 @@ from loopml.tracking.writer import MetricWriter
 __all__ = ["GcReport", "Workspace"]
 
 _OPEN: weakref.WeakSet[Workspace] = weakref.WeakSet()
+_HEX = frozenset("0123456789abcdef")
 
 
 @dataclass(frozen=True)
@@ -70,20 +77,27 @@ class Workspace:
         db_url: str | None = None,
         artifacts_url: str | None = None,
         artifacts_options: dict[str, Any] | None = None,
+        create: bool = True,
     ) -> Workspace:
         """Opens (creating on first use) the workspace in ``home``.
 
         ``home`` defaults to ``LOOPML_HOME`` or ``./.loopml``; ``LOOPML_DB_URL`` and
-        ``LOOPML_ARTIFACTS_URL`` put the metadata and the artifacts elsewhere.
+        ``LOOPML_ARTIFACTS_URL`` put the metadata and the artifacts elsewhere. With
+        ``create=False`` a missing workspace is a NotFoundError instead of a new one.
         """
         settings = Settings.resolve(home, db_url, artifacts_url, artifacts_options)
         workspace = cls(settings)
-        workspace.connect()
+        workspace.connect(create=create)
         return workspace
 
-    def connect(self) -> None:
+    def connect(self, create: bool = True) -> None:
         """Creates the folders, brings the database schema up to date, opens the stores."""
         home = self.settings.home
+        if not create and not self.db.exists():
+            raise NotFoundError(
+                f"No loopml workspace at {home} (database {self.db.safe_url()}). Create one "
+                "with `loopml init`, or point --home / LOOPML_HOME at an existing one."
+            )
         try:
             home.mkdir(parents=True, exist_ok=True)
             probe = home / f".write-test-{uuid.uuid4().hex}"
@@ -191,7 +205,24 @@ class Workspace:
         return run
 
     def get_run(self, run_id: str) -> Run:
-        """A handle on a stored run (to read it or log more to it)."""
+        """A handle on a stored run (to read it or log more to it).
+
+        ``run_id`` may be a unique prefix of at least 6 characters, as the CLI prints.
+        """
+        if len(run_id) != 32 or not all(c in _HEX for c in run_id):
+            if len(run_id) < 6 or not all(c in _HEX for c in run_id):
+                raise NotFoundError(
+                    f"No run {run_id!r}: run ids are 32 hexadecimal characters, and a prefix "
+                    "needs at least 6 of them. `loopml runs list` shows run ids."
+                )
+            matches = self._runs.ids_starting_with(run_id)
+            if len(matches) > 1:
+                raise ValidationError(
+                    f"More than one run id starts with {run_id!r} ({', '.join(matches[:3])}"
+                    f"{', ...' if len(matches) > 3 else ''}); give more characters."
+                )
+            if matches:
+                run_id = matches[0]
         return Run(self, self._runs.get(run_id))
 
     def delete_run(self, run_id: str) -> None:
@@ -260,54 +291,77 @@ class Workspace:
         """
         if max_results < 1:
             raise ValidationError(f"max_results must be at least 1, got {max_results}.")
+        queries = self._search_queries(experiment, filter, order_by, include_deleted)
+        with self.db.read() as session:
+            run_ids = run_search(session, queries, max_results, offset)
+        records = self._runs.records(run_ids)
+        if output == "runs":
+            return [Run(self, record.info) for record in records]
+        experiments = self.experiments(include_deleted=True)
+        return _runs_frame(
+            records,
+            {e.experiment_id: e.name for e in experiments},
+            {e.experiment_id for e in experiments if e.deleted},
+        )
+
+    def count_runs(
+        self,
+        experiment: str | Sequence[str] | None = None,
+        filter: str | None = None,
+        include_deleted: bool = False,
+    ) -> int:
+        """How many runs ``search_runs`` would find with the same arguments, at any page size."""
+        queries = self._search_queries(experiment, filter, None, include_deleted)
+        with self.db.read() as session:
+            return count_matches(session, queries)
+
+    def _search_queries(
+        self,
+        experiment: str | Sequence[str] | None,
+        filter: str | None,
+        order_by: Sequence[str] | None,
+        include_deleted: bool,
+    ) -> list[Any]:
         self._writer.flush()
         experiment_ids = None
         if experiment is not None:
             names = [experiment] if isinstance(experiment, str) else list(experiment)
             experiment_ids = [self._experiments.get(name).experiment_id for name in names]
         tree = parse_filter(filter) if filter and filter.strip() else None
-        queries = compile_search(
+        return compile_search(
             experiment_ids, tree, parse_order_by(list(order_by or [])), include_deleted
         )
-        with self.db.read() as session:
-            run_ids = run_search(session, queries, max_results, offset)
-        records = self._runs.records(run_ids)
-        if output == "runs":
-            return [Run(self, record.info) for record in records]
-        return _runs_frame(records, {e.experiment_id: e.name for e in self.experiments(True)})
 
     # -- maintenance ----------------------------------------------------------
-    def gc(self, grace_seconds: float = 3600.0) -> GcReport:
+    def gc(self, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
         """Permanently removes deleted runs and experiments and frees unreferenced artifacts.
 
         Artifacts stored in the last ``grace_seconds`` are kept even when unreferenced,
-        so a run that is logging right now never loses a file.
+        so a run that is logging right now never loses a file. ``dry_run`` reports what
+        would go and changes nothing.
         """
         self._writer.flush()
-        runs, experiments = self._blobs.purge_deleted()
         cutoff = now_ms() - int(grace_seconds * 1000)
-        freed = count = 0
-        while batch := self._blobs.collect_unreferenced(cutoff):
-            for sha256, size in batch:
-                self.artifacts.delete(sha256)
-                freed += size
-                count += 1
+        plan = self._blobs.collect(cutoff, dry_run=dry_run)
+        doomed = list(plan.blobs)
         # Objects with no blob row: a writer died between storing the bytes and recording them.
         orphans = [o for o in self.artifacts.list_objects() if o[2] * 1000 < cutoff]
+        collected = {sha for sha, _ in doomed}
         for start in range(0, len(orphans), 500):
-            chunk = orphans[start : start + 500]
+            chunk = [o for o in orphans[start : start + 500] if o[0] not in collected]
             known = self._blobs.known([sha for sha, _, _ in chunk])
-            for sha256, size, _ in chunk:
-                if sha256 not in known:
-                    self.artifacts.delete(sha256)
-                    freed += size
-                    count += 1
-        self.artifacts.clean_tmp(cutoff / 1000)
-        self._experiment_ids.clear()
-        return GcReport(runs, experiments, count, freed)
+            doomed += [(sha, size) for sha, size, _ in chunk if sha not in known]
+        if not dry_run:
+            for sha256, _ in doomed:
+                self.artifacts.delete(sha256)
+            self.artifacts.clean_tmp(cutoff / 1000)
+            self._experiment_ids.clear()
+        return GcReport(plan.runs, plan.experiments, len(doomed), sum(s for _, s in doomed))
 
 
-def _runs_frame(records: Sequence[Any], experiment_names: dict[int, str]) -> pd.DataFrame:
+def _runs_frame(
+    records: Sequence[Any], experiment_names: dict[int, str], deleted_experiments: set[int]
+) -> pd.DataFrame:
     rows = []
     for record in records:
         info = record.info
@@ -321,13 +375,14 @@ def _runs_frame(records: Sequence[Any], experiment_names: dict[int, str]) -> pd.
             "parent_run_id": info.parent_run_id,
             "user": info.user,
             "git_commit": info.git_commit,
+            "deleted": info.deleted or info.experiment_id in deleted_experiments,
         }
         row.update({f"metrics.{k}": v for k, v in record.metrics.items()})
         row.update({f"params.{k}": v for k, v in record.params.items()})
         row.update({f"tags.{k}": v for k, v in record.tags.items()})
         rows.append(row)
     columns = ["run_id", "experiment", "run_name", "status", "start_time", "end_time",
-               "parent_run_id", "user", "git_commit"]  # fmt: skip
+               "parent_run_id", "user", "git_commit", "deleted"]  # fmt: skip
     frame = pd.DataFrame(
         rows, columns=columns + sorted({c for r in rows for c in r} - set(columns))
     )

@@ -78,7 +78,7 @@ def test_gc_after_delete_frees_the_artifact_bytes(tmp_path: Path) -> None:
     result = invoke(tmp_path, "gc", "--grace", "0", "--yes")
 
     assert result.exit_code == 0, result.output
-    assert "Removed 1 run" in result.output
+    assert "Removed 1 deleted run" in result.output
     assert "3.0 MiB" in result.output
     remaining = sum(p.stat().st_size for p in objects.rglob("*") if p.is_file())
     assert stored - remaining >= 3 * 1024 * 1024
@@ -92,8 +92,8 @@ def test_gc_keeps_recent_artifacts_within_the_grace_period(tmp_path: Path) -> No
     result = invoke(tmp_path, "gc", "--yes")
 
     assert result.exit_code == 0, result.output
-    assert "Removed 1 run" in result.output
-    assert "0 artifact files" in result.output
+    assert "Removed 1 deleted run" in result.output
+    assert "0 unused artifact files" in result.output
     assert "--grace 0" in result.output
 
 

@@ -169,8 +169,27 @@ def test_each_thread_has_its_own_current_run(workspace: loopml.Workspace) -> Non
 
 
 def test_unknown_run_id_is_not_found(workspace: loopml.Workspace) -> None:
-    with pytest.raises(loopml.NotFoundError, match="loopml runs list"):
+    with pytest.raises(loopml.NotFoundError, match="32 hexadecimal characters"):
         workspace.get_run("does-not-exist")
+    with pytest.raises(loopml.NotFoundError, match="at least 6"):
+        workspace.get_run("abc")
+    with pytest.raises(loopml.NotFoundError, match="loopml runs list"):
+        workspace.get_run("0" * 32)
+    with pytest.raises(loopml.NotFoundError):
+        workspace.get_run("abcdef12")
+
+
+def test_a_unique_id_prefix_finds_the_run(workspace: loopml.Workspace) -> None:
+    experiment_id = workspace.experiment("prefix").experiment_id
+    for run_id in ("abcdef0000000000000000000000000a", "abcdef1100000000000000000000000b"):
+        workspace._runs.create(
+            {"run_id": run_id, "experiment_id": experiment_id, "name": run_id[:8],
+             "status": "FINISHED", "start_time": 0},
+            {},
+        )  # fmt: skip
+    assert workspace.get_run("abcdef00").id == "abcdef0000000000000000000000000a"
+    with pytest.raises(loopml.ValidationError, match="More than one run id starts with 'abcdef'"):
+        workspace.get_run("abcdef")
 
 
 def test_artifacts_files_folders_dicts_and_text(
@@ -240,11 +259,12 @@ def test_environment_is_recorded(workspace: loopml.Workspace) -> None:
 
     with workspace.start_run() as run:
         pass
-    stored = workspace._runs.environment(str(run.info.environment_id))
-    assert stored is not None
-    python_version, _, packages = stored
-    assert python_version == platform.python_version()
-    assert "sqlalchemy" in json.loads(packages)
+    environment = run.environment
+    assert environment["python_version"] == platform.python_version()
+    assert "sqlalchemy" in environment["packages"]
+    with workspace.start_run() as second:
+        pass
+    assert second.info.environment_id == run.info.environment_id  # stored once
 
 
 def test_code_version_records_commit_dirty_flag_and_diff(

@@ -18,8 +18,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
-from loopml.config import Settings
-from loopml.errors import LoopmlError, NotFoundError, ValidationError
+from loopml.errors import LoopmlError
 from loopml.workspace import Workspace
 
 HomeOption = Annotated[
@@ -39,8 +38,6 @@ STATUS_STYLES = {
     "FAILED": "bold red",
     "KILLED": "yellow",
 }
-MIN_PREFIX = 6
-_FULL_ID = 32
 _SPARKS = "▁▂▃▄▅▆▇█"
 _LOWER_IS_BETTER = re.compile(r"(loss|error|err$|mse|rmse|mae|mape|deviance|time|seconds|latency)")
 
@@ -60,13 +57,6 @@ def fail(error: LoopmlError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def embedded_database(home: Path | None) -> Path | None:
-    """The SQLite file of the workspace in ``home`` when it uses the default database."""
-    settings = Settings.resolve(home)
-    database = settings.home / "loopml.db"
-    return database if settings.db_url == f"sqlite:///{database}" else None
-
-
 @contextmanager
 def open_workspace(home: Path | None, create: bool = False) -> Iterator[Workspace]:
     """Opens the workspace for one command; any LoopmlError inside ends it cleanly (exit 1).
@@ -76,60 +66,13 @@ def open_workspace(home: Path | None, create: bool = False) -> Iterator[Workspac
     """
     workspace: Workspace | None = None
     try:
-        if not create:
-            database = embedded_database(home)
-            if database is not None and not database.exists():
-                raise NotFoundError(
-                    f"No loopml workspace in {database.parent}. Create one with "
-                    "`loopml init` (or `loopml demo`), or point --home or LOOPML_HOME at "
-                    "an existing one."
-                )
-        workspace = Workspace.open(home)
+        workspace = Workspace.open(home, create=create)
         yield workspace
     except LoopmlError as error:
         raise fail(error) from None
     finally:
         if workspace is not None:
             workspace.close()
-
-
-# -- run ids --------------------------------------------------------------------
-def resolve_run_id(workspace: Workspace, text: str) -> str:
-    """The full id of the run whose id is ``text`` or starts with it (6 characters at least)."""
-    candidate = text.strip().lower()
-    if not re.fullmatch(r"[0-9a-f]+", candidate):
-        raise NotFoundError(
-            f"No run {text!r}: run ids are hexadecimal. `loopml runs list` shows them."
-        )
-    if len(candidate) == _FULL_ID:
-        return workspace.get_run(candidate).id
-    if len(candidate) < MIN_PREFIX:
-        raise ValidationError(
-            f"Run id prefix {text!r} is too short; give at least {MIN_PREFIX} characters "
-            "(`loopml runs list` shows 8)."
-        )
-    found = workspace.search_runs(
-        filter=f"run_id like '{candidate}%'", max_results=2, include_deleted=True
-    )
-    if found.empty:
-        raise NotFoundError(
-            f"No run id starts with {text!r}. `loopml runs list --all` shows run ids; a run "
-            "removed by `loopml gc` cannot come back."
-        )
-    if len(found) > 1:
-        raise ValidationError(
-            f"More than one run id starts with {text!r}; give more characters of the id."
-        )
-    return str(found["run_id"].iloc[0])
-
-
-def deleted_run_ids(workspace: Workspace, run_ids: Sequence[str]) -> set[str]:
-    """Which of ``run_ids`` are soft-deleted (search_runs' frame does not say)."""
-    if not run_ids:
-        return set()
-    listed = ", ".join(f"'{run_id}'" for run_id in run_ids)
-    live = workspace.search_runs(filter=f"run_id in ({listed})", max_results=len(run_ids))
-    return set(run_ids) - set(live["run_id"])
 
 
 # -- formatting -----------------------------------------------------------------

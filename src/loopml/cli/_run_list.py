@@ -184,7 +184,7 @@ def _cell(value: Any, numeric: bool = False) -> str:
     return format_number(value) if numeric else escape(str(value))
 
 
-def run_record(row: pd.Series, deleted: set[str]) -> dict[str, Any]:
+def run_record(row: pd.Series) -> dict[str, Any]:
     def section(prefix: str) -> dict[str, Any]:
         return {
             str(key)[len(prefix) :]: _plain(value)
@@ -197,7 +197,7 @@ def run_record(row: pd.Series, deleted: set[str]) -> dict[str, Any]:
         "run_name": row["run_name"],
         "experiment": row["experiment"],
         "status": row["status"],
-        "deleted": row["run_id"] in deleted,
+        "deleted": bool(row["deleted"]),
         "start_time": _iso(row["start_time"]),
         "end_time": _iso(row["end_time"]),
         "duration_seconds": duration_seconds(row["start_time"], row["end_time"]),
@@ -210,9 +210,8 @@ def run_record(row: pd.Series, deleted: set[str]) -> dict[str, Any]:
     }
 
 
-def runs_csv(frame: pd.DataFrame, deleted: set[str]) -> str:
+def runs_csv(frame: pd.DataFrame) -> str:
     table = frame.copy()
-    table.insert(4, "deleted", [run_id in deleted for run_id in table["run_id"]])
     for column in ("start_time", "end_time"):
         table[column] = [_iso(value) for value in table[column]]
     buffer = io.StringIO()

@@ -14,9 +14,6 @@ app = typer.Typer(
     help="List, delete and restore experiments.", no_args_is_help=True, rich_markup_mode="rich"
 )
 
-# Counting runs loads them; above this many the counts are left out.
-_COUNT_LIMIT = 10_000
-
 
 @app.command("list")
 def list_experiments(
@@ -29,31 +26,25 @@ def list_experiments(
     out = console()
     with open_workspace(home) as ws:
         experiments = ws.experiments(include_deleted)
-        runs = ws.search_runs(max_results=_COUNT_LIMIT + 1, include_deleted=include_deleted)
+        counts = {e.name: ws.count_runs(e.name, include_deleted=True) for e in experiments}
     if not experiments:
         out.print("No experiments yet. `loopml demo` makes one.")
         return
-    counts = None if len(runs) > _COUNT_LIMIT else runs["experiment"].value_counts().to_dict()
     table = Table(title="Experiments", title_justify="left", header_style="bold")
     table.add_column("id", justify="right")
     table.add_column("name", style="bold")
     table.add_column("created")
-    if counts is not None:
-        table.add_column("runs", justify="right")
+    table.add_column("runs", justify="right")
     if include_deleted:
         table.add_column("state")
     for experiment in experiments:
         cells = [str(experiment.experiment_id), escape(experiment.name)]
         cells.append(local_time(experiment.created_at))
-        if counts is not None:
-            cells.append(f"{counts.get(experiment.name, 0):,}")
+        cells.append(f"{counts[experiment.name]:,}")
         if include_deleted:
             cells.append("[dim]deleted[/]" if experiment.deleted else "[green]active[/]")
         table.add_row(*cells, style="dim" if experiment.deleted else None)
-    if counts is None:
-        table.caption = f"Run counts left out: more than {_COUNT_LIMIT:,} runs."
-    elif include_deleted:
-        table.caption = "Run counts include deleted runs."
+    table.caption = "Run counts include deleted runs."
     out.print(table)
 
 

@@ -12,9 +12,7 @@ from rich.markup import escape
 from loopml.cli._output import (
     HomeOption,
     console,
-    deleted_run_ids,
     open_workspace,
-    resolve_run_id,
     short_id,
 )
 from loopml.cli._run_detail import RunSnapshot, print_comparison, print_run
@@ -80,12 +78,8 @@ def list_runs(
     with open_workspace(home) as ws:
         order = list(order_by or [])
         ordering = parse_order_by(order)
-        experiments = experiment or None
-        if experiments is None and not include_deleted:
-            # search_runs still returns the runs of a deleted experiment; leave them out.
-            experiments = [e.name for e in ws.experiments()]
         frame = ws.search_runs(
-            experiments,
+            experiment or None,
             filter=filter_text,
             order_by=order or None,
             max_results=max_results + 1,
@@ -93,18 +87,13 @@ def list_runs(
         )
         more = len(frame) > max_results
         frame = frame.head(max_results).reset_index(drop=True)
-        deleted: set[str] = set()
-        if include_deleted:
-            # Deleted runs, and the runs of deleted experiments: what --all adds.
-            deleted = deleted_run_ids(ws, list(frame["run_id"]))
-            gone = {e.name for e in ws.experiments(include_deleted=True) if e.deleted}
-            deleted |= set(frame.loc[frame["experiment"].isin(gone), "run_id"])
+        deleted = set(frame.loc[frame["deleted"].astype(bool), "run_id"])
     if output_format is OutputFormat.json:
-        records = [run_record(row, deleted) for _, row in frame.iterrows()]
+        records = [run_record(row) for _, row in frame.iterrows()]
         typer.echo(json.dumps(records, indent=2))
         return
     if output_format is OutputFormat.csv:
-        typer.echo(runs_csv(frame, deleted), nl=False)
+        typer.echo(runs_csv(frame), nl=False)
         return
     out = console()
     if frame.empty:
@@ -128,7 +117,7 @@ def show_run(
     """Show one run: info, params, metrics with their history, tags, artifacts, children."""
     out = console()
     with open_workspace(home) as ws:
-        run = ws.get_run(resolve_run_id(ws, run_id))
+        run = ws.get_run(run_id.strip().lower())
         info = run.info
         parent = None
         if info.parent_run_id:
@@ -154,7 +143,7 @@ def compare_runs(
     with open_workspace(home) as ws:
         if len(run_ids) < 2:
             raise ValidationError("Give at least two run ids to compare.")
-        runs = [RunSnapshot.of(ws.get_run(resolve_run_id(ws, text))) for text in run_ids]
+        runs = [RunSnapshot.of(ws.get_run(text.strip().lower())) for text in run_ids]
     print_comparison(console(), runs, only_differences)
 
 
@@ -169,7 +158,7 @@ def delete_runs(
     out = console()
     with open_workspace(home) as ws:
         for text in run_ids:
-            run = ws.get_run(resolve_run_id(ws, text))
+            run = ws.get_run(text.strip().lower())
             children = run.children()
             ws.delete_run(run.id)
             extra = f" and its {len(children)} child runs" if children else ""
@@ -191,6 +180,6 @@ def restore_runs(
     out = console()
     with open_workspace(home) as ws:
         for text in run_ids:
-            run = ws.get_run(resolve_run_id(ws, text))
+            run = ws.get_run(text.strip().lower())
             ws.restore_run(run.id)
             out.print(f"Restored run [cyan]{short_id(run.id)}[/] ({escape(run.info.name)}).")

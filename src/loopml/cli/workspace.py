@@ -8,19 +8,17 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from loopml.cli._output import (
     HomeOption,
     console,
-    embedded_database,
     format_duration,
     human_bytes,
     open_workspace,
 )
 from loopml.config import Settings
 from loopml.errors import LoopmlError
+from loopml.workspace import GcReport, Workspace
 
 
 def init(
@@ -37,12 +35,13 @@ def init(
     """Create a workspace (or check an existing one) and show where it keeps things."""
     target = path or home
     try:
-        database = embedded_database(target)
-        existed = database is not None and database.exists()
+        Workspace.open(target, create=False).close()
+        existed = True
     except LoopmlError:
-        existed = False  # open_workspace reports the problem
+        existed = False  # missing (created below) or broken (open_workspace reports it)
     with open_workspace(target, create=True) as ws:
         settings = ws.settings
+        database = ws.db.safe_url()
     out = console()
     verb = "Using existing" if existed else "Created"
     out.print(f"[green]✓[/] {verb} loopml workspace at [bold]{escape(str(settings.home))}[/]")
@@ -50,7 +49,7 @@ def init(
     grid.add_column(style="bold")
     grid.add_column()
     grid.add_row("home", escape(str(settings.home)))
-    grid.add_row("database", escape(_safe_url(settings.db_url)))
+    grid.add_row("database", escape(database))
     grid.add_row("artifacts", escape(settings.artifacts_url))
     out.print(grid)
     default = Settings.resolve(None).home
@@ -79,21 +78,20 @@ def gc(
     """Permanently remove deleted runs and experiments, and artifacts nothing references."""
     out = console()
     with open_workspace(home) as ws:
-        if not yes and not typer.confirm(
-            f"Permanently remove deleted runs and experiments in {ws.settings.home}, "
-            "and the artifacts no run uses?"
-        ):
-            out.print("Nothing removed.")
-            raise typer.Exit(1)
-        report = ws.gc(grace_seconds=grace)
+        planned = ws.gc(grace_seconds=grace, dry_run=True)
+        if planned.runs == planned.experiments == planned.blobs == 0:
+            report = planned
+        else:
+            if not yes and not typer.confirm(
+                f"Permanently remove {_summary(planned)} from {ws.settings.home}?"
+            ):
+                out.print("Nothing removed.")
+                raise typer.Exit(1)
+            report = ws.gc(grace_seconds=grace)
     if report.runs == report.experiments == report.blobs == 0:
         out.print("Nothing to remove.")
     else:
-        out.print(
-            f"Removed {_count(report.runs, 'run')}, {_count(report.experiments, 'experiment')} "
-            f"and {_count(report.blobs, 'artifact file')}; "
-            f"freed [bold]{human_bytes(report.bytes_freed)}[/]."
-        )
+        out.print(f"Removed {_summary(report)}.")
     if grace > 0:
         out.print(
             f"[dim]Artifacts stored in the last {format_duration(grace)} are kept even when "
@@ -105,9 +103,9 @@ def _count(number: int, noun: str) -> str:
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
-def _safe_url(url: str) -> str:
-    """A database URL with any password hidden."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
+def _summary(report: GcReport) -> str:
+    return (
+        f"{_count(report.runs, 'deleted run')}, {_count(report.experiments, 'deleted experiment')}"
+        f" and {_count(report.blobs, 'unused artifact file')} "
+        f"({human_bytes(report.bytes_freed)})"
+    )

@@ -77,12 +77,12 @@ class Database:
                 current = MigrationContext.configure(connection).get_current_revision()
         except OperationalError as error:
             raise ConfigError(
-                f"Cannot open the metadata database {self._safe_url()}: {error.orig}. "
+                f"Cannot open the metadata database {self.safe_url()}: {error.orig}. "
                 "Check LOOPML_DB_URL, that the server runs and that the folder is writable."
             ) from None
         if current is not None and current not in {rev.revision for rev in script.walk_revisions()}:
             raise SchemaVersionError(
-                f"The workspace database {self._safe_url()} has schema revision {current!r}, "
+                f"The workspace database {self.safe_url()} has schema revision {current!r}, "
                 "written by a newer loopml than this one. Upgrade loopml "
                 "(pip install -U loopml); nothing was changed."
             )
@@ -96,6 +96,17 @@ class Database:
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
 
+    def exists(self) -> bool:
+        """Whether the database holds a loopml schema (never creates a SQLite file)."""
+        if self.dialect == "sqlite":
+            database = make_url(self.url).database
+            if database and database != ":memory:" and not Path(database).exists():
+                return False
+        try:
+            return self.revision() is not None
+        except OperationalError:
+            return False
+
     def revision(self) -> str | None:
         """The schema revision the database is at."""
         with self.engine.connect() as connection:
@@ -106,7 +117,7 @@ class Database:
         config.set_main_option("script_location", str(_MIGRATIONS))
         return config
 
-    def _safe_url(self) -> str:
+    def safe_url(self) -> str:
         return make_url(self.url).render_as_string(hide_password=True)
 
     @contextmanager

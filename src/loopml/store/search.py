@@ -24,9 +24,16 @@ from sqlalchemy import Select, and_, exists, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from loopml.errors import ValidationError
-from loopml.store.models import LatestMetricRow, ParamRow, RunRow, TagRow
+from loopml.store.models import ExperimentRow, LatestMetricRow, ParamRow, RunRow, TagRow
 
-__all__ = ["Field", "compile_search", "parse_filter", "parse_order_by", "run_search"]
+__all__ = [
+    "Field",
+    "compile_search",
+    "count_matches",
+    "parse_filter",
+    "parse_order_by",
+    "run_search",
+]
 
 _GRAMMAR = r"""
 ?start: expr
@@ -325,7 +332,8 @@ def compile_search(
     if experiment_ids is not None:
         base = base.where(RunRow.experiment_id.in_(experiment_ids))
     if not include_deleted:
-        base = base.where(RunRow.deleted_at.is_(None))
+        live = select(ExperimentRow.experiment_id).where(ExperimentRow.deleted_at.is_(None))
+        base = base.where(RunRow.deleted_at.is_(None), RunRow.experiment_id.in_(live))
     if filter_tree is not None:
         base = base.where(_to_sql(filter_tree))
     if not order or order[0][0].kind != "metrics":
@@ -359,6 +367,14 @@ def _ordered(query: Select[Any], order: list[tuple[Field, bool]], inner: str | N
                 sort.append((number.desc() if descending else number.asc()).nulls_last())
         sort.append((column.desc() if descending else column.asc()).nulls_last())
     return query.order_by(*sort, RunRow.start_time.desc(), RunRow.run_id)
+
+
+def count_matches(session: Session, queries: list[Select[Any]]) -> int:
+    """How many runs the queries of ``compile_search`` hold together (they never overlap)."""
+    return sum(
+        int(session.scalar(select(func.count()).select_from(q.order_by(None).subquery())) or 0)
+        for q in queries
+    )
 
 
 def run_search(session: Session, queries: list[Select[Any]], limit: int, offset: int) -> list[str]:

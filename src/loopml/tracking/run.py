@@ -284,6 +284,19 @@ class Run:
         frame["timestamp"] = pd.to_datetime(frame["timestamp"], unit="ms", utc=True)
         return frame
 
+    @property
+    def environment(self) -> dict[str, Any]:
+        """The Python version, platform and installed packages the run was started in."""
+        stored = self._ws._runs.environment(self._info.environment_id or "")
+        if stored is None:
+            return {}
+        python_version, platform_name, packages = stored
+        return {
+            "python_version": python_version,
+            "platform": platform_name,
+            "packages": json.loads(packages),
+        }
+
     def children(self) -> list[Run]:
         return [Run(self._ws, info) for info in self._ws._runs.children(self.id)]
 

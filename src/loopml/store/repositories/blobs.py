@@ -8,9 +8,10 @@ collection time, so the count can never drift from the rows themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, CursorResult, delete, exists, func, select
+from sqlalchemy import ColumnElement, Connection, delete, exists, func, select
 
 from loopml.store.database import Database
 from loopml.store.entities import ArtifactInfo
@@ -22,7 +23,7 @@ from loopml.store.models import (
 )
 from loopml.store.repositories._util import now_ms, upsert
 
-__all__ = ["BLOB_REFERENCES", "BlobRepository"]
+__all__ = ["BLOB_REFERENCES", "BlobRepository", "GcPlan"]
 
 BLOB_REFERENCES: list[ColumnElement[Any]] = [
     RunArtifactRow.__table__.c.sha256,
@@ -90,38 +91,49 @@ class BlobRepository:
             return set(session.scalars(select(BlobRow.sha256).where(BlobRow.sha256.in_(sha256s))))
 
     # -- garbage collection ---------------------------------------------------
-    def purge_deleted(self) -> tuple[int, int]:
-        """Removes soft-deleted runs (and runs of deleted experiments), then deleted experiments."""
-        with self.db.write() as session:
+    def collect(self, older_than_ms: int, dry_run: bool = False) -> GcPlan:
+        """Removes soft-deleted runs and experiments, then the blob rows nothing references.
+
+        Blobs touched after ``older_than_ms`` are spared, so content that a writer is
+        storing right now is never taken away. It all happens in one transaction, which
+        a dry run rolls back: the plan it returns is exactly what a real run would do.
+        The caller removes the returned objects from the artifact store.
+        """
+        with self.db.write() as connection:
+            transaction = connection.get_transaction()
             doomed_experiments = select(ExperimentRow.experiment_id).where(
                 ExperimentRow.deleted_at.is_not(None)
             )
-            runs: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            runs = connection.execute(
                 delete(RunRow).where(
                     RunRow.deleted_at.is_not(None) | RunRow.experiment_id.in_(doomed_experiments)
                 )
-            )
-            experiments: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+            ).rowcount
+            experiments = connection.execute(
                 delete(ExperimentRow).where(ExperimentRow.deleted_at.is_not(None))
-            )
-        return int(runs.rowcount or 0), int(experiments.rowcount or 0)
+            ).rowcount
+            unreferenced = [~exists().where(column == BlobRow.sha256) for column in BLOB_REFERENCES]
+            blobs = [
+                (str(sha), int(size))
+                for sha, size in connection.execute(
+                    select(BlobRow.sha256, BlobRow.size).where(
+                        BlobRow.touched_at < older_than_ms, *unreferenced
+                    )
+                )
+            ]
+            for start in range(0, len(blobs), 500):
+                chunk = [sha for sha, _ in blobs[start : start + 500]]
+                connection.execute(delete(BlobRow).where(BlobRow.sha256.in_(chunk)))
+            if dry_run and transaction is not None:
+                transaction.rollback()
+        return GcPlan(int(runs or 0), int(experiments or 0), blobs)
 
-    def collect_unreferenced(self, older_than_ms: int, limit: int = 1000) -> list[tuple[str, int]]:
-        """Deletes up to ``limit`` blob rows nothing references; returns their hashes and sizes.
 
-        The caller then removes the objects. Blobs touched after ``older_than_ms`` are
-        spared, so content that a writer is storing right now is never taken away.
-        """
-        unreferenced = [~exists().where(column == BlobRow.sha256) for column in BLOB_REFERENCES]
-        with self.db.write() as session:
-            rows = session.execute(
-                select(BlobRow.sha256, BlobRow.size)
-                .where(BlobRow.touched_at < older_than_ms, *unreferenced)
-                .limit(limit)
-            ).all()
-            if rows:
-                session.execute(delete(BlobRow).where(BlobRow.sha256.in_([r[0] for r in rows])))
-        return [(sha, size) for sha, size in rows]
+@dataclass(frozen=True)
+class GcPlan:
+    runs: int
+    experiments: int
+    blobs: list[tuple[str, int]]
 
 
 def _touch(session: Connection, blobs: Sequence[tuple[str, int]], now: int) -> None:

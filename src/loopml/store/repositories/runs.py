@@ -61,6 +61,11 @@ class RunRepository:
                 )
             return to_run_info(row)
 
+    def ids_starting_with(self, prefix: str, limit: int = 10) -> list[str]:
+        with self.db.read() as session:
+            query = select(RunRow.run_id).where(RunRow.run_id.startswith(prefix, autoescape=True))
+            return [str(run_id) for run_id in session.scalars(query.limit(limit))]
+
     def finish(self, run_id: str, status: str, error: str | None) -> None:
         def write() -> None:
             with self.db.write() as session:
