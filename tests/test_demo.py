@@ -41,6 +41,7 @@ def test_run_demo_records_params_and_artifacts(tmp_path: Path, two_models: list[
         assert run.params["n_train"] == "426" and run.params["n_valid"] == "143"
         assert {a.path for a in run.artifacts()} == {
             "roc_curve.html",
+            "plotly.min.js",
             "confusion_matrix.json",
             "model/model.joblib",
             "model/model.json",

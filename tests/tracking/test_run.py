@@ -237,9 +237,21 @@ def test_figures_from_matplotlib_and_plotly(workspace: loopml.Workspace) -> None
     plt.close(figure)
     assert run.read_artifact("curve.png").startswith(b"\x89PNG")
     html = run.read_artifact("roc.html")
-    assert (
-        b"<html>" in html and b"Plotly.newPlot" in html and b'src="https://cdn.plot.ly' not in html
-    )
+    assert b"Plotly.newPlot" in html and b'src="plotly.min.js"' in html
+    assert b"plotly" in run.read_artifact("plotly.min.js")[:2000].lower()
+    assert len(html) < 100_000  # the 4 MB library is not copied into every page
+
+
+def test_plotly_pages_share_one_stored_library(workspace: loopml.Workspace) -> None:
+    import plotly.graph_objects as go
+
+    shas = set()
+    for y in ([1, 2], [2, 1]):
+        with workspace.start_run() as run:
+            run.log_figure(go.Figure(go.Scatter(y=y)), "plots/curve.html")
+        shas.add(run.artifacts("plots/plotly.min.js")[0].sha256)
+    assert len(shas) == 1
+    assert workspace._blobs.reference_count(shas.pop()) == 2
 
 
 def test_identical_artifacts_are_stored_once(workspace: loopml.Workspace) -> None:

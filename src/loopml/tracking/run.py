@@ -204,7 +204,11 @@ class Run:
 
     def log_figure(self, figure: Any, name: str) -> ArtifactInfo:
         """Stores a matplotlib figure (``.png``, ``.svg``, ``.pdf``) or a Plotly figure
-        (``.html``, self-contained so it opens offline, or ``.json``)."""
+        (``.html`` or ``.json``).
+
+        A Plotly page opens offline: it loads ``plotly.min.js`` stored beside it, which
+        the content-addressed store keeps once however many figures use it.
+        """
         suffix = Path(name).suffix.lower()
         if hasattr(figure, "savefig"):
             buffer = io.BytesIO()
@@ -213,8 +217,14 @@ class Run:
         if hasattr(figure, "to_html"):
             if suffix == ".json":
                 return self.log_text(figure.to_json(), name)
-            html = figure.to_html(include_plotlyjs=True, full_html=True)
-            return self.log_text(html, name if suffix == ".html" else f"{name}.html")
+            from plotly.offline import get_plotlyjs
+
+            name = name if suffix == ".html" else f"{name}.html"
+            folder = Path(_artifact_name(name)).parent.as_posix()
+            bundle = "plotly.min.js" if folder == "." else f"{folder}/plotly.min.js"
+            if not self.artifacts(bundle):
+                self.log_text(get_plotlyjs(), bundle)
+            return self.log_text(figure.to_html(include_plotlyjs="directory"), name)
         raise ValidationError(
             f"log_figure takes a matplotlib or Plotly figure, got {type(figure).__name__}."
         )
