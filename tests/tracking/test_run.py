@@ -322,3 +322,17 @@ def test_outside_a_git_repository_no_code_version(
     with workspace.start_run() as run:
         pass
     assert run.info.git_commit is None
+
+
+def test_a_corrupted_artifact_is_refused_not_returned(
+    workspace: loopml.Workspace, tmp_path: Path
+) -> None:
+    with workspace.start_run() as run:
+        info = run.log_text("the real content", "data.txt")
+    Path(workspace.artifacts.object_path(info.sha256)).write_bytes(b"the fake content")
+    with pytest.raises(loopml.CorruptArtifactError, match=info.sha256):
+        run.read_artifact("data.txt")
+    with pytest.raises(loopml.CorruptArtifactError):
+        run.download_artifacts(tmp_path / "out")
+    assert not (tmp_path / "out" / "data.txt").exists()
+    assert run.artifacts()[0].sha256 == info.sha256  # the record is kept for a restore
