@@ -11,9 +11,7 @@ import uuid
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, overload
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from loopml.artifacts import ArtifactStore
 from loopml.config import Settings
@@ -31,6 +29,9 @@ from loopml.store.search import (
 from loopml.tracking.provenance import code_version, environment
 from loopml.tracking.run import Run, active_run, param_text
 from loopml.tracking.writer import MetricWriter
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["GcReport", "Workspace"]
 
@@ -362,6 +363,8 @@ class Workspace:
 def _runs_frame(
     records: Sequence[Any], experiment_names: dict[int, str], deleted_experiments: set[int]
 ) -> pd.DataFrame:
+    import pandas as pd
+
     rows = []
     for record in records:
         info = record.info

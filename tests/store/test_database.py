@@ -26,6 +26,12 @@ def test_open_creates_the_schema_by_migration(workspace: loopml.Workspace) -> No
     assert {"alembic_version", "experiments", "runs", "metrics", "latest_metrics"} <= tables
 
 
+def test_head_constant_is_the_newest_migration(workspace: loopml.Workspace) -> None:
+    from loopml.store.migrations import HEAD
+
+    assert _head(workspace.db) == HEAD
+
+
 def test_migrated_schema_matches_the_models(workspace: loopml.Workspace) -> None:
     with workspace.db.engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)

@@ -17,12 +17,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.entities import ArtifactInfo, RunInfo, RunStatus
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.workspace import Workspace
 
 __all__ = ["MAX_PARAM_LENGTH", "Run", "active_run"]
@@ -285,6 +285,8 @@ class Run:
 
     def metric_history(self, key: str | None = None) -> pd.DataFrame:
         """Every logged value (of ``key``, or of all metrics) as a DataFrame."""
+        import pandas as pd
+
         self.flush()
         rows = self._ws._runs.metric_history(self.id, key)
         frame = pd.DataFrame(
