@@ -1,8 +1,8 @@
 """Experiment tracking, loopml side by side with MLflow, both on SQLite on this machine.
 
     bash benchmarks/setup.sh
-    benchmarks/.venv/bin/python benchmarks/tracking.py            # full sizes (~15-20 min)
-    benchmarks/.venv/bin/python benchmarks/tracking.py --quick    # smoke run (~1-2 min)
+    benchmarks/.venv/bin/python benchmarks/tracking.py            # full sizes (~7-10 min)
+    benchmarks/.venv/bin/python benchmarks/tracking.py --quick    # smoke run (<1 min)
 
 Four measurements, each for both tools, each in a fresh temporary folder per tool:
 
@@ -179,12 +179,11 @@ class MlflowTool:
         self.activate()
         experiment_id = self.experiment("batch")
         payloads = [{f"m{j}": (i + j) / 1e6 for j in range(BATCH_KEYS)} for i in range(calls)]
-        with mlflow.start_run(experiment_id=experiment_id) as run:
-            with quiet_gc():
-                start = time.perf_counter()
-                for step, payload in enumerate(payloads):
-                    mlflow.log_metrics(payload, step=step)
-                elapsed = time.perf_counter() - start
+        with mlflow.start_run(experiment_id=experiment_id) as run, quiet_gc():
+            start = time.perf_counter()
+            for step, payload in enumerate(payloads):
+                mlflow.log_metrics(payload, step=step)
+            elapsed = time.perf_counter() - start
         for key in ("m0", f"m{BATCH_KEYS // 2}", f"m{BATCH_KEYS - 1}"):
             stored = len(self.client.get_metric_history(run.info.run_id, key))
             check(stored == calls, f"mlflow stored {stored} of {calls} values of {key}")
@@ -203,8 +202,10 @@ class MlflowTool:
             elapsed = time.perf_counter() - start
         found = self.mlflow.search_runs(experiment_ids=[experiment_id], max_results=n + 1)
         check(len(found) == n, f"mlflow found {len(found)} of {n} runs")
-        check(found["metrics.auc"].notna().all() and found["params.p"].notna().all(),
-              "mlflow runs lack their param or metric")  # fmt: skip
+        check(
+            found["metrics.auc"].notna().all() and found["params.p"].notna().all(),
+            "mlflow runs lack their param or metric",
+        )
         return n / elapsed
 
     def populate(self, values: Iterator[tuple[int, str, float, float]]) -> int:
@@ -258,13 +259,12 @@ class LoopmlTool:
 
     def batch(self, calls: int) -> float:
         payloads = [{f"m{j}": (i + j) / 1e6 for j in range(BATCH_KEYS)} for i in range(calls)]
-        with self.ws.start_run(experiment="batch") as run:
-            with quiet_gc():
-                start = time.perf_counter()
-                for step, payload in enumerate(payloads):
-                    run.log_metrics(payload, step=step)
-                run.flush()
-                elapsed = time.perf_counter() - start
+        with self.ws.start_run(experiment="batch") as run, quiet_gc():
+            start = time.perf_counter()
+            for step, payload in enumerate(payloads):
+                run.log_metrics(payload, step=step)
+            run.flush()
+            elapsed = time.perf_counter() - start
         for key in ("m0", f"m{BATCH_KEYS // 2}", f"m{BATCH_KEYS - 1}"):
             stored = len(run.metric_history(key))
             check(stored == calls, f"loopml stored {stored} of {calls} values of {key}")
@@ -281,8 +281,10 @@ class LoopmlTool:
             elapsed = time.perf_counter() - start  # run end writes its metrics
         found = ws.search_runs(experiment, max_results=n + 1)
         check(len(found) == n, f"loopml found {len(found)} of {n} runs")
-        check(found["metrics.auc"].notna().all() and found["params.p"].notna().all(),
-              "loopml runs lack their param or metric")  # fmt: skip
+        check(
+            found["metrics.auc"].notna().all() and found["params.p"].notna().all(),
+            "loopml runs lack their param or metric",
+        )
         return n / elapsed
 
     def populate(self, values: Iterator[tuple[int, str, float, float]]) -> int:
@@ -296,9 +298,7 @@ class LoopmlTool:
         return count
 
     def search(self) -> list[float]:
-        frame = self.ws.search_runs(
-            "search", filter=FILTER, order_by=ORDER_BY, max_results=TOP
-        )
+        frame = self.ws.search_runs("search", filter=FILTER, order_by=ORDER_BY, max_results=TOP)
         return [float(v) for v in frame["metrics.auc"]]
 
     def close(self) -> None:
@@ -306,9 +306,7 @@ class LoopmlTool:
 
 
 # -- the measurements -------------------------------------------------------------------
-def throughput(
-    tools: dict[str, Any], sizes: Sizes, results: dict[str, Any]
-) -> None:
+def throughput(tools: dict[str, Any], sizes: Sizes, results: dict[str, Any]) -> None:
     plans: dict[str, dict[str, tuple[Callable[..., float], tuple[Any, ...]]]] = {}
     for name, tool in tools.items():
         plans[name] = {
@@ -329,8 +327,10 @@ def throughput(
                     args = (*args, f"runs-{repeat}")
                 rate = function(*args)
                 samples[bench][name].append(rate)
-                say(f"repeat {repeat + 1}/{sizes.repeats} {bench:6s} {name:6s} "
-                    f"{rate:12,.0f} {units[bench]}")  # fmt: skip
+                say(
+                    f"repeat {repeat + 1}/{sizes.repeats} {bench:6s} {name:6s} "
+                    f"{rate:12,.0f} {units[bench]}"
+                )
     for bench, unit in units.items():
         entry: dict[str, Any] = {"unit": unit}
         for name in tools:
@@ -352,8 +352,10 @@ def timed_searches(tool: Any, repeats: int) -> dict[str, Any]:
             again = tool.search()
             latencies.append(time.perf_counter() - start)
         check(again == top, f"{tool.name} search results changed between calls")
-    check(len(top) == TOP and all(v > 0.8 for v in top) and top == sorted(top, reverse=True),
-          f"{tool.name} search returned {top}")  # fmt: skip
+    check(
+        len(top) == TOP and all(v > 0.8 for v in top) and top == sorted(top, reverse=True),
+        f"{tool.name} search returned {top}",
+    )
     return {"first_s": first, **summary(latencies), "top_auc": top}
 
 
@@ -370,15 +372,20 @@ def search(tools: dict[str, Any], sizes: Sizes, results: dict[str, Any]) -> None
             start = time.perf_counter()
             populated += tool.populate(next(values) for _ in range(stop - populated))
             population_s += time.perf_counter() - start
-            say(f"search: {name} has {populated:,} runs; population took {population_s:.1f} s "
-                f"so far ({populated / population_s:,.0f} runs/s)")
+            say(
+                f"search: {name} has {populated:,} runs; population took {population_s:.1f} s "
+                f"so far ({populated / population_s:,.0f} runs/s)"
+            )
             measured = timed_searches(tool, sizes.search_repeats)
             measured["runs"] = populated
             measured["population_s"] = population_s
             measured["population_runs_per_s"] = populated / population_s
             section[f"{name}_{stop}"] = measured
-            say(f"search: {name} over {populated:,} runs: median {measured['median'] * 1000:,.1f} ms "
-                f"(first {measured['first_s'] * 1000:,.1f} ms)")  # fmt: skip
+            say(
+                f"search: {name} over {populated:,} runs: "
+                f"median {measured['median'] * 1000:,.1f} ms "
+                f"(first {measured['first_s'] * 1000:,.1f} ms)"
+            )
     same = sizes.same_size_search_runs
     if f"mlflow_{same}" in section and f"loopml_{same}" in section:
         mlflow_same, loopml_same = section[f"mlflow_{same}"], section[f"loopml_{same}"]
@@ -395,7 +402,8 @@ def targets(results: dict[str, Any], sizes: Sizes) -> dict[str, Any]:
         ratio = results.get(bench, {}).get("ratio")
         if ratio is not None:
             need = TARGETS[f"{bench}_ratio_min"]
-            met[f"{bench}_ratio"] = {"need": f">= {need:g}x", "got": round(ratio, 1), "met": ratio >= need}
+            got = round(ratio, 1)
+            met[f"{bench}_ratio"] = {"need": f">= {need:g}x", "got": got, "met": ratio >= need}
     big = results.get("search", {}).get(f"loopml_{sizes.loopml_search_runs}")
     if big is not None:
         need = TARGETS["search_100k_max_s"]
@@ -419,6 +427,32 @@ def versions() -> dict[str, str]:
     return found
 
 
+def source_state() -> dict[str, Any]:
+    """The checkout's commit, and whether loopml's sources differ from it (read-only git)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}  # never rewrite the checkout's index
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(here), "--no-optional-locks", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+            timeout=30,
+        ).stdout.strip()
+
+    try:
+        return {
+            "commit": git("rev-parse", "HEAD"),
+            "src_modified": bool(git("status", "--porcelain", "--untracked-files=no", "--", "src")),
+        }
+    except (OSError, subprocess.SubprocessError):
+        return {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
@@ -427,20 +461,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
     parser.add_argument("--json-out", type=Path, help="also write the JSON to this file")
     for field, default in asdict(Sizes()).items():
-        parser.add_argument(f"--{field.replace('_', '-')}", type=int, default=None,
-                            help=f"(default {default:,}; --quick {getattr(QUICK, field):,})")  # fmt: skip
+        quick = getattr(QUICK, field)
+        parser.add_argument(
+            f"--{field.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"(default {default:,}; --quick {quick:,})",
+        )
     args = parser.parse_args(argv)
 
     sizes = QUICK if args.quick else Sizes()
-    sizes = Sizes(**{
-        field: getattr(args, field) if getattr(args, field) is not None else value
-        for field, value in asdict(sizes).items()
-    })  # fmt: skip
+    sizes = Sizes(
+        **{
+            field: getattr(args, field) if getattr(args, field) is not None else value
+            for field, value in asdict(sizes).items()
+        }
+    )
     names = [n.strip() for n in args.tools.split(",") if n.strip()]
     unknown = set(names) - {"mlflow", "loopml"}
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))}")
 
+    source = source_state()  # before anything runs: what was imported is what was measured
     root = Path(tempfile.mkdtemp(prefix="loopml-bench-tracking-"))
     # Work from the temporary folder: both tools look at the current directory's git state,
     # and neither should touch the checkout this script lives in.
@@ -477,12 +519,13 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "benchmark": "tracking",
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {
             "platform": platform.platform(),
             "cpus": os.cpu_count(),
         },
         "versions": versions(),
+        "loopml_source": source,
         "sizes": asdict(sizes),
         "quick": args.quick,
         "results": results,
@@ -492,7 +535,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, item in report["targets"].items():
         if isinstance(item, dict):
             got = item.get("got", item.get("got_ms"))
-            say(f"target {name}: need {item['need']}, got {got} -> {'PASS' if item['met'] else 'FAIL'}")
+            verdict = "PASS" if item["met"] else "FAIL"
+            say(f"target {name}: need {item['need']}, got {got} -> {verdict}")
     line = json.dumps(report, separators=(",", ":"))
     if args.json_out:
         args.json_out.parent.mkdir(parents=True, exist_ok=True)
