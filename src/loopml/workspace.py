@@ -63,9 +63,7 @@ class Workspace:
         self._experiments = ExperimentRepository(self.db)
         self._runs = RunRepository(self.db)
         self._blobs = BlobRepository(self.db)
-        self._writer = MetricWriter(
-            lambda batch: self._runs.insert_metrics(batch), settings.metric_flush_seconds
-        )
+        self._writer = MetricWriter(self._runs.insert_metrics, settings.metric_flush_seconds)
         self._experiment_ids: dict[str, int] = {}
         self._open_runs: dict[str, Run] = {}
         self._stored_environments: set[str] = set()

@@ -19,7 +19,7 @@ from loopml.tracking.writer import MetricWriter
 
 def test_flush_writes_everything_logged_before_it() -> None:
     batches: list[int] = []
-    writer = MetricWriter(lambda batch: batches.append(len(batch)), flush_seconds=60)
+    writer = MetricWriter(lambda batch, _: batches.append(len(batch)), flush_seconds=60)
     for step in range(10_000):
         writer.add(("run", "m", 1.0, step, 0))
     writer.flush()
@@ -29,7 +29,7 @@ def test_flush_writes_everything_logged_before_it() -> None:
 
 def test_points_are_written_within_the_flush_interval_without_a_flush() -> None:
     seen: list[int] = []
-    writer = MetricWriter(lambda batch: seen.append(len(batch)), flush_seconds=0.1)
+    writer = MetricWriter(lambda batch, _: seen.append(len(batch)), flush_seconds=0.1)
     writer.add(("run", "m", 1.0, 0, 0))
     deadline = time.monotonic() + 5
     while not seen and time.monotonic() < deadline:
@@ -39,7 +39,9 @@ def test_points_are_written_within_the_flush_interval_without_a_flush() -> None:
 
 def test_a_full_buffer_is_written_early() -> None:
     seen: list[int] = []
-    writer = MetricWriter(lambda batch: seen.append(len(batch)), flush_seconds=60, max_pending=100)
+    writer = MetricWriter(
+        lambda batch, _: seen.append(len(batch)), flush_seconds=60, max_pending=100
+    )
     writer.extend([("run", "m", 1.0, step, 0) for step in range(150)])
     deadline = time.monotonic() + 5
     while not seen and time.monotonic() < deadline:
@@ -48,7 +50,7 @@ def test_a_full_buffer_is_written_early() -> None:
 
 
 def test_a_write_error_reaches_the_next_flush() -> None:
-    def fail(batch: Sequence[object]) -> None:
+    def fail(batch: Sequence[object], extra: object) -> None:
         raise RuntimeError("disk full")
 
     writer = MetricWriter(fail, flush_seconds=60)
@@ -106,3 +108,12 @@ def test_interpreter_exit_writes_pending_metrics_and_ends_the_run(tmp_path: Path
     assert len(run.metric_history("m")) == 3000
     assert run.info.status == "FINISHED"
     ws.close()
+
+
+def test_flush_hands_its_extra_write_to_the_same_call() -> None:
+    calls: list[tuple[int, object]] = []
+    writer = MetricWriter(lambda batch, extra: calls.append((len(batch), extra)), flush_seconds=60)
+    writer.extend([("run", "m", 1.0, step, 0) for step in range(3)])
+    writer.flush(extra="end of run")
+    writer.flush(extra="again")
+    assert calls == [(3, "end of run"), (0, "again")]

@@ -60,7 +60,8 @@ def code_version(directory: Path | None = None) -> CodeVersion | None:
 def _read_git(where: Path) -> CodeVersion | None:
     def git(*args: str) -> bytes:
         return subprocess.run(
-            ["git", "-C", str(where), *args],
+            # --no-optional-locks: never take .git/index.lock from under the user's own git.
+            ["git", "--no-optional-locks", "-C", str(where), *args],
             capture_output=True,
             check=True,
             timeout=30,

@@ -318,9 +318,12 @@ class Run:
         if status not in RunStatus.ALL:
             raise ValidationError(f"status must be one of {RunStatus.ALL}, got {status!r}.")
         try:
-            self.flush()
+            # The last metrics and the end are one transaction.
+            self._ws._writer.flush((self.id, status, error))
+        except BaseException:
+            self._ws._runs.finish(self.id, status, error)  # the run ends even so
+            raise
         finally:
-            self._ws._runs.finish(self.id, status, error)
             self._ws._open_runs.pop(self.id, None)
 
     def __enter__(self) -> Run:

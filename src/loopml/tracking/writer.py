@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from loopml.store.repositories.runs import MetricPoint
 
@@ -28,14 +29,15 @@ class MetricWriter:
     """Buffers metric points and writes them in batches on a daemon thread.
 
     Args:
-        write: Stores one batch (retries transient lock errors itself).
+        write: Stores one batch plus an optional extra write from ``flush`` in one
+            transaction (and retries transient lock errors itself).
         flush_seconds: Longest time a point waits in memory.
         max_pending: A batch is written early once this many points wait.
     """
 
     def __init__(
         self,
-        write: Callable[[Sequence[MetricPoint]], None],
+        write: Callable[[Sequence[MetricPoint], Any], None],
         flush_seconds: float = 1.0,
         max_pending: int = 20_000,
     ) -> None:
@@ -70,18 +72,19 @@ class MetricWriter:
             if len(self._pending) >= self.max_pending:
                 self._wake.notify()
 
-    def flush(self) -> None:
+    def flush(self, extra: Any = None) -> None:
         """Blocks until every point added before the call is stored; re-raises a write error.
 
         The caller writes what is still pending itself, rather than waking the thread
         and waiting for it, and then waits only for a batch the thread has in flight.
+        ``extra`` is handed to the write function with that batch (a run's end, say).
         """
         with self._lock:
             target = self._queued
             batch, self._pending = self._pending, []
-        if batch:
+        if batch or extra is not None:
             try:
-                self._write(batch)
+                self._write(batch, extra)
             except BaseException as failure:
                 with self._lock:
                     self._error = failure
@@ -130,7 +133,7 @@ class MetricWriter:
                     return
             if batch:
                 try:
-                    self._write(batch)
+                    self._write(batch, None)
                 except BaseException as error:  # reported to the next flush() caller
                     with self._lock:
                         self._error = error

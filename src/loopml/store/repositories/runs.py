@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, or_, select, update
+from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from loopml.errors import NotFoundError, ValidationError
@@ -37,10 +37,10 @@ class RunRepository:
     def create(self, values: dict[str, Any], tags: dict[str, str]) -> RunInfo:
         def write() -> None:
             with self.db.write() as session:
-                session.execute(insert(RunRow).values(**values))
+                session.execute(_INSERT_RUN, values)
                 if tags:
                     session.execute(
-                        insert(TagRow),
+                        _INSERT_TAG,
                         [
                             {"run_id": values["run_id"], "key": k, "value": v}
                             for k, v in tags.items()
@@ -67,15 +67,7 @@ class RunRepository:
             return [str(run_id) for run_id in session.scalars(query.limit(limit))]
 
     def finish(self, run_id: str, status: str, error: str | None) -> None:
-        def write() -> None:
-            with self.db.write() as session:
-                session.execute(
-                    update(RunRow)
-                    .where(RunRow.run_id == run_id)
-                    .values(status=status, end_time=now_ms(), error=error)
-                )
-
-        self.db.retry(write)
+        self.insert_metrics([], finish=(run_id, status, error))
 
     def set_deleted(self, run_ids: Sequence[str], deleted: bool) -> None:
         with self.db.write() as session:
@@ -94,30 +86,31 @@ class RunRepository:
 
     # -- params and tags ------------------------------------------------------
     def log_params(self, run_id: str, params: dict[str, tuple[str, float | None]]) -> None:
-        """Stores params; the same value again is a no-op, a different one an error."""
+        """Stores params; the same value again is a no-op, a different one an error (and
+        then none of the call's params is stored)."""
+        rows = [
+            {"run_id": run_id, "key": k, "value": v, "value_number": n}
+            for k, (v, n) in params.items()
+        ]
 
         def write() -> None:
-            with self.db.write() as session:
-                found = session.execute(
+            with self.db.write() as connection:
+                stmt = upsert(connection, ParamRow).values(rows).on_conflict_do_nothing()
+                if connection.execute(stmt).rowcount == len(rows):
+                    return  # the common case costs one statement
+                found = connection.execute(
                     select(ParamRow.key, ParamRow.value).where(
                         ParamRow.run_id == run_id, ParamRow.key.in_(list(params))
                     )
                 )
-                existing = {key: value for key, value in found}
-                for key, (value, _) in params.items():
-                    if key in existing and existing[key] != value:
+                for key, stored in found:
+                    value = params[key][0]
+                    if stored != value:
                         raise ValidationError(
-                            f"Param {key!r} of run {run_id} is already {existing[key]!r}; "
+                            f"Param {key!r} of run {run_id} is already {stored!r}; "
                             f"params are fixed once logged, so it cannot become {value!r}. "
                             "Log a value that changes as a metric or a tag, or start a new run."
                         )
-                fresh = [
-                    {"run_id": run_id, "key": k, "value": v, "value_number": n}
-                    for k, (v, n) in params.items()
-                    if k not in existing
-                ]
-                if fresh:
-                    session.execute(insert(ParamRow), fresh)
 
         self.db.retry(write)
 
@@ -139,10 +132,16 @@ class RunRepository:
             session.execute(delete(TagRow).where(TagRow.run_id == run_id, TagRow.key == key))
 
     # -- metrics --------------------------------------------------------------
-    def insert_metrics(self, points: Sequence[MetricPoint]) -> None:
-        """Appends metric points to the history and moves each key's latest value forward."""
-        if not points:
-            return
+    def insert_metrics(
+        self,
+        points: Sequence[MetricPoint],
+        finish: tuple[str, str, str | None] | None = None,
+    ) -> None:
+        """Appends metric points to the history and moves each key's latest value forward.
+
+        ``finish`` (run id, status, error) also ends a run in the same transaction, so a
+        run's last metrics and its end cost one write.
+        """
         history = [
             {
                 "run_id": run_id,
@@ -162,11 +161,26 @@ class RunRepository:
                 newest[slot] = row
 
         def write() -> None:
-            with self.db.write() as session:
-                session.execute(insert(MetricRow), history)
-                _advance_latest(session, list(newest.values()))
+            with self.db.write() as connection:
+                if history:
+                    connection.execute(_INSERT_METRIC, history)
+                    connection.execute(
+                        _latest_upsert(connection.dialect.name), list(newest.values())
+                    )
+                if finish is not None:
+                    run_id, status, error = finish
+                    connection.execute(
+                        _FINISH_RUN,
+                        {
+                            "b_run_id": run_id,
+                            "b_status": status,
+                            "b_end": now_ms(),
+                            "b_error": error,
+                        },
+                    )
 
-        self.db.retry(write)
+        if history or finish is not None:
+            self.db.retry(write)
 
     def metric_history(self, run_id: str, key: str | None = None) -> list[tuple[str, Metric]]:
         with self.db.read() as session:
@@ -235,8 +249,16 @@ class RunRepository:
             return (row.python_version, row.platform, row.packages) if row else None
 
 
-def _advance_latest(connection: Connection, rows: Iterable[dict[str, Any]]) -> None:
-    connection.execute(_latest_upsert(connection.dialect.name), list(rows))
+# Statements built once: building them (and their cache keys) per call costs more than
+# SQLite takes to run them.
+_INSERT_RUN = insert(RunRow)
+_INSERT_TAG = insert(TagRow)
+_INSERT_METRIC = insert(MetricRow)
+_FINISH_RUN = (
+    update(RunRow)
+    .where(RunRow.run_id == bindparam("b_run_id"))
+    .values(status=bindparam("b_status"), end_time=bindparam("b_end"), error=bindparam("b_error"))
+)
 
 
 @functools.cache
