@@ -14,8 +14,10 @@ $(PY):
 install: $(PY)
 	$(PY) -m pip install -q -e .
 
+# Page tests drive Debian's Chromium (Playwright cannot download its own browser here).
 install-test: $(PY)
 	$(PY) -m pip install -q -e '.[test]'
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 demo: install
 	$(VENV)/bin/loopml demo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import getpass
+import functools
 import os
 import sys
 import uuid
@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
+from loopml._identity import current_user
 from loopml.artifacts import ArtifactStore
 from loopml.config import Settings
 from loopml.errors import ConfigError, NotFoundError, ValidationError
@@ -32,6 +33,8 @@ from loopml.tracking.writer import MetricWriter
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from loopml.data.catalog import DataCatalog
 
 __all__ = ["GcReport", "Workspace"]
 
@@ -128,6 +131,13 @@ class Workspace:
     def __repr__(self) -> str:
         return f"Workspace(home={str(self.settings.home)!r})"
 
+    @functools.cached_property
+    def data(self) -> DataCatalog:
+        """The data layer: ``ws.data.ingest(...)``, ``ws.data.get("churn@3")``, ..."""
+        from loopml.data.catalog import DataCatalog
+
+        return DataCatalog(self)
+
     # -- experiments ----------------------------------------------------------
     def experiment(self, name: str) -> Experiment:
         """The experiment called ``name`` (created when missing)."""
@@ -190,7 +200,7 @@ class Workspace:
                 "parent_run_id": parent_id,
                 "status": RunStatus.RUNNING,
                 "start_time": now_ms(),
-                "user": _user(),
+                "user": current_user(),
                 "source": " ".join(sys.argv)[:2000] or None,
                 "git_commit": code.commit if code else None,
                 "git_dirty": code.dirty if code else None,
@@ -394,13 +404,6 @@ def _runs_frame(
 
 def _default_run_name(run_id: str) -> str:
     return f"run-{run_id[:8]}"
-
-
-def _user() -> str | None:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return os.environ.get("USER")
 
 
 @atexit.register

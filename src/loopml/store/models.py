@@ -16,19 +16,25 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "Base",
     "BlobRow",
+    "ContractRow",
+    "DatasetRow",
+    "DatasetVersionRow",
     "EnvironmentRow",
     "ExperimentRow",
     "LatestMetricRow",
     "MetricRow",
     "ParamRow",
     "RunArtifactRow",
+    "RunInputRow",
     "RunRow",
+    "SplitRow",
     "TagRow",
 ]
 
@@ -166,3 +172,91 @@ class RunArtifactRow(Base):
     path: Mapped[str] = mapped_column(String(1024), primary_key=True)
     sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
     size: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- data layer -------------------------------------------------------------------
+class DatasetRow(Base):
+    __tablename__ = "datasets"
+
+    dataset_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContractRow(Base):
+    """One version of a named data contract (its body is the contract as JSON)."""
+
+    __tablename__ = "contracts"
+    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("name", "sha256"))
+
+    contract_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class DatasetVersionRow(Base):
+    """An immutable version of a dataset: its Parquet file, schema, provenance and report."""
+
+    __tablename__ = "dataset_versions"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "version"),
+        UniqueConstraint("dataset_id", "content_sha256"),
+        Index(None, "content_sha256"),
+    )
+
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.dataset_id", ondelete="CASCADE"))
+    version: Mapped[int] = mapped_column(Integer)
+    # Hash of the data itself (Arrow IPC of the rows), whatever file layout stores it.
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    blob_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    rows: Mapped[int] = mapped_column(BigInteger)
+    columns: Mapped[int] = mapped_column(Integer)
+    schema: Mapped[str] = mapped_column(Text)  # JSON list of {name, type}
+    source: Mapped[str] = mapped_column(Text)
+    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.contract_id"))
+    on_invalid: Mapped[str] = mapped_column(String(16))
+    report: Mapped[str | None] = mapped_column(Text)  # JSON validation report
+    # For a quarantine version: the version whose invalid rows it holds.
+    parent_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.version_id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+    run_id: Mapped[str | None] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="SET NULL"), index=True
+    )
+
+
+class RunInputRow(Base):
+    """A dataset version a run read, and in which role (train, valid, test, ...)."""
+
+    __tablename__ = "run_inputs"
+
+    run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.version_id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class SplitRow(Base):
+    """A stored split definition of a dataset version and the row assignment it produced."""
+
+    __tablename__ = "splits"
+    __table_args__ = (UniqueConstraint("version_id", "definition_sha256"),)
+
+    split_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("dataset_versions.version_id", ondelete="CASCADE")
+    )
+    definition: Mapped[str] = mapped_column(Text)  # JSON
+    definition_sha256: Mapped[str] = mapped_column(String(64))
+    assignment_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    created_at: Mapped[int] = mapped_column(BigInteger)

@@ -191,12 +191,8 @@ class Run:
     def log_dict(self, data: Mapping[str, Any] | list[Any], name: str) -> ArtifactInfo:
         """Stores a dict or list as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
         if name.endswith((".yaml", ".yml")):
-            try:
-                import yaml  # type: ignore[import-untyped]
-            except ImportError:
-                raise ValidationError(
-                    "Writing YAML needs PyYAML (pip install pyyaml); or name the file .json."
-                ) from None
+            import yaml
+
             text = yaml.safe_dump(data, sort_keys=False)
         else:
             text = json.dumps(data, indent=2, default=str)
@@ -267,6 +263,16 @@ class Run:
                 return item
         names = ", ".join(a.path for a in self.artifacts()[:10]) or "none"
         raise NotFoundError(f"Run {self.id} has no artifact {name!r} (it has: {names}).")
+
+    # -- lineage --------------------------------------------------------------
+    def log_input(self, dataset: Any, role: str = "train") -> Any:
+        """Records that this run read a dataset version (``"churn@4"`` or a
+        DatasetVersion) as its ``role`` input; returns the DatasetVersion."""
+        return self._ws.data.log_input(self.id, dataset, role)
+
+    def inputs(self) -> list[tuple[Any, str]]:
+        """The dataset versions this run read, with their roles."""
+        return list(self._ws.data.inputs(self.id))
 
     # -- reading --------------------------------------------------------------
     @property

@@ -17,9 +17,11 @@ from loopml.store.database import Database
 from loopml.store.entities import ArtifactInfo
 from loopml.store.models import (
     BlobRow,
+    DatasetVersionRow,
     ExperimentRow,
     RunArtifactRow,
     RunRow,
+    SplitRow,
 )
 from loopml.store.repositories._util import now_ms, upsert
 
@@ -28,6 +30,8 @@ __all__ = ["BLOB_REFERENCES", "BlobRepository", "GcPlan"]
 BLOB_REFERENCES: list[ColumnElement[Any]] = [
     RunArtifactRow.__table__.c.sha256,
     RunRow.__table__.c.git_diff_sha256,
+    DatasetVersionRow.__table__.c.blob_sha256,
+    SplitRow.__table__.c.assignment_sha256,
 ]
 
 

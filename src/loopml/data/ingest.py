@@ -1,0 +1,190 @@
+"""Ingestion: a source streamed batch by batch through validation into one Parquet version.
+
+Memory stays flat whatever the input size: batches are validated as they arrive,
+regrouped into fixed-size row groups, written to a temporary Parquet file and hashed
+on the way. The version appears in the store only once everything has been read and
+checked; a failure at any point leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from loopml.errors import ValidationError
+
+__all__ = ["ROW_GROUP_ROWS", "Written", "write_versions"]
+
+ROW_GROUP_ROWS = 131_072
+POLICIES = ("fail", "quarantine", "warn")
+REASON_COLUMN = "_loopml_reason"
+
+
+@dataclass
+class Written:
+    """A finished temporary Parquet file, its content hash and its shape."""
+
+    path: Path
+    content_sha256: str
+    rows: int
+    schema: pa.Schema
+
+
+class _Sink:
+    """Writes batches as fixed-size row groups and hashes the rows, not the file layout.
+
+    Fixed row groups make the file the same whatever batch sizes the source produced,
+    and the content hash covers the Arrow IPC form of each group, so the same rows
+    give the same hash from a CSV, a DataFrame or a Parquet file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = 0
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_rows = 0
+        self._schema: pa.Schema | None = None
+        self._writer: pq.ParquetWriter | None = None
+        self._hash = hashlib.sha256()
+
+    def write(self, batch: pa.RecordBatch | pa.Table) -> None:
+        if batch.num_rows == 0 and self._schema is not None:
+            return
+        if self._schema is None:
+            self._schema = normalized(batch.schema)
+        table = pa.Table.from_batches([batch]) if isinstance(batch, pa.RecordBatch) else batch
+        table = table.replace_schema_metadata(None)
+        if table.schema != self._schema:
+            table = table.cast(self._schema, safe=False)
+        for piece in table.to_batches():
+            self._pending.append(piece)
+            self._pending_rows += piece.num_rows
+        while self._pending_rows >= ROW_GROUP_ROWS:
+            self._emit(ROW_GROUP_ROWS)
+
+    def _emit(self, rows: int) -> None:
+        assert self._schema is not None
+        table = pa.Table.from_batches(self._pending, schema=self._schema)
+        group, rest = table.slice(0, rows), table.slice(rows)
+        group = group.combine_chunks()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
+        self._writer.write_table(group, row_group_size=max(1, group.num_rows))
+        stream = pa.BufferOutputStream()
+        with pa.ipc.new_stream(stream, self._schema) as ipc:
+            ipc.write_table(group)
+        self._hash.update(stream.getvalue())
+        self.rows += group.num_rows
+        self._pending = rest.to_batches()
+        self._pending_rows = rest.num_rows
+
+    def close(self) -> Written | None:
+        """Flushes the last group; None when nothing (not even a schema) was written."""
+        if self._schema is None:
+            return None
+        if self._pending_rows or self._writer is None:
+            self._emit(self._pending_rows)
+        assert self._writer is not None
+        self._writer.close()
+        self._hash.update(self._schema.serialize().to_pybytes())
+        return Written(self.path, self._hash.hexdigest(), self.rows, self._schema)
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self.path.unlink(missing_ok=True)
+
+
+def normalized(schema: pa.Schema) -> pa.Schema:
+    """One Arrow type per kind of value, so the same rows hash the same from any source:
+    large strings become strings, dictionaries their values, timestamps microseconds."""
+
+    def simple(kind: pa.DataType) -> pa.DataType:
+        if pa.types.is_large_string(kind) or pa.types.is_string_view(kind):
+            return pa.string()
+        if pa.types.is_large_binary(kind):
+            return pa.binary()
+        if pa.types.is_dictionary(kind):
+            return simple(kind.value_type)
+        if pa.types.is_timestamp(kind):
+            return pa.timestamp("us", tz=kind.tz)
+        if pa.types.is_date64(kind):
+            return pa.date32()
+        return kind
+
+    return pa.schema([pa.field(f.name, simple(f.type), f.nullable) for f in schema])
+
+
+def write_versions(
+    batches: Iterator[pa.RecordBatch],
+    folder: Path,
+    check: Callable[[pa.RecordBatch], Any] | None,
+    on_invalid: str,
+    after_batch: Callable[[], None] | None = None,
+) -> tuple[Written | None, Written | None, int]:
+    """Streams ``batches`` through ``check`` into the main and quarantine Parquet files.
+
+    ``check`` returns the validator's result for a batch (conformed rows, a validity
+    mask and a reason per row). Returns (main, quarantine, rows read). Under the
+    ``fail`` policy nothing more is written once a row fails, but every batch is still
+    checked so the report names every problem.
+    """
+    main = _Sink(folder / "data.parquet")
+    quarantine = _Sink(folder / "quarantine.parquet")
+    rows_in = 0
+    failed = False
+    try:
+        for batch in batches:
+            rows_in += batch.num_rows
+            if check is None:
+                main.write(batch)
+            else:
+                result = check(batch)
+                if result.structural or failed:
+                    failed = True  # the report refuses the whole ingest at the end
+                elif on_invalid == "warn" or bool(result.valid.all()):
+                    main.write(result.table)
+                elif on_invalid == "fail":
+                    failed = True
+                else:
+                    valid = pa.array(result.valid, type=pa.bool_())
+                    invalid = pa.compute.invert(valid)
+                    main.write(result.table.filter(valid))
+                    rejected = pa.Table.from_batches([batch]).filter(invalid)
+                    reasons = pa.array(result.reasons, type=pa.string()).filter(invalid)
+                    quarantine.write(rejected.append_column(REASON_COLUMN, reasons))
+            if after_batch is not None:
+                after_batch()
+        return main.close(), quarantine.close(), rows_in
+    except BaseException:
+        main.abort()
+        quarantine.abort()
+        raise
+
+
+def temporary_folder(home: Path) -> Path:
+    """A private folder for one ingest's temporary files, inside the workspace."""
+    root = home / "tmp"
+    root.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="ingest-", dir=root))
+
+
+def remove_folder(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def check_policy(on_invalid: str) -> None:
+    if on_invalid not in POLICIES:
+        raise ValidationError(
+            f"on_invalid must be one of {', '.join(POLICIES)}, got {on_invalid!r}: 'fail' "
+            "stores nothing when a row fails, 'quarantine' sets failing rows aside, 'warn' "
+            "stores everything and records the problems."
+        )
