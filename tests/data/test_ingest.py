@@ -409,3 +409,15 @@ def test_gc_keeps_dataset_files(sqlite_workspace: loopml.Workspace) -> None:
     assert len(ws.data.get(version.ref)) == 100
     assert len(ws.data.split("churn", seed=1)["train"]) == 80
     assert json.loads(json.dumps(version.schema))
+
+
+def test_mixed_types_without_a_contract_are_explained(
+    sqlite_workspace: loopml.Workspace, tmp_path: Path
+) -> None:
+    path = tmp_path / "mixed.csv"
+    churn(400_000).to_csv(path, index=False)  # several read blocks of whole numbers
+    with path.open("a") as handle:
+        handle.write("400000,forty,basic,1.5\n")
+    with pytest.raises(loopml.ValidationError, match="mixed types.*contract"):
+        sqlite_workspace.data.ingest(path, name="mixed")
+    assert all(n == 0 for _, n, _ in sqlite_workspace.data.datasets())
