@@ -38,7 +38,7 @@ def test_run_demo_records_params_and_artifacts(tmp_path: Path, two_models: list[
 
         assert run.params["model"] == "logistic_regression"
         assert run.params["C"] == "1.0"
-        assert run.params["n_train"] == "426" and run.params["n_valid"] == "143"
+        assert run.params["n_train"] == "427" and run.params["n_valid"] == "142"
         assert {a.path for a in run.artifacts()} == {
             "roc_curve.html",
             "plotly.min.js",

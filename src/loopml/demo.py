@@ -1,4 +1,4 @@
-"""The demo: a few tracked scikit-learn models on a dataset scikit-learn ships.
+"""The demo: a versioned dataset and a few tracked scikit-learn models trained on it.
 
 ``loopml demo`` calls :func:`run_demo`; it is just as usable from Python::
 
@@ -9,7 +9,10 @@
         for result in run_demo(ws):
             print(result.run_name, result.metrics["roc_auc"])
 
-Each model becomes one run in the experiment ``demo`` with its params, validation
+The breast cancer data that scikit-learn ships is ingested as the dataset
+``breast-cancer`` under a contract inferred from it, and split (stratified, stored,
+reproducible) into train and valid parts. Each model becomes one run in the experiment
+``demo`` that records both parts as its inputs, with its params, validation
 metrics (accuracy, roc_auc, f1, log_loss), a Plotly ROC curve (``roc_curve.html``),
 a confusion matrix (``confusion_matrix.json``) and the fitted model. Gradient boosting
 also logs its validation loss after every boosting stage, as a metric history.
@@ -26,10 +29,17 @@ if TYPE_CHECKING:
     from loopml.tracking.run import Run
     from loopml.workspace import Workspace
 
-__all__ = ["DEMO_EXPERIMENT", "DemoModel", "DemoResult", "demo_models", "run_demo"]
+__all__ = [
+    "DEMO_DATASET",
+    "DEMO_EXPERIMENT",
+    "DemoModel",
+    "DemoResult",
+    "demo_models",
+    "run_demo",
+]
 
 DEMO_EXPERIMENT = "demo"
-_DATASET = "sklearn.datasets.load_breast_cancer"
+DEMO_DATASET = "breast-cancer"
 _SEED = 0
 
 ProgressCallback = Callable[[str, int, int], None]
@@ -104,14 +114,18 @@ def run_demo(
         on_progress: Told ``(name, done, total)`` before each model and once at the end.
     """
     from sklearn.datasets import load_breast_cancer
-    from sklearn.model_selection import train_test_split
 
     candidates = demo_models() if models is None else models
-    data = load_breast_cancer(as_frame=True)
-    x_train, x_valid, y_train, y_valid = train_test_split(
-        data.data, data.target, test_size=0.25, stratify=data.target, random_state=_SEED
-    )
-    dataset_params = {"dataset": _DATASET, "n_train": len(x_train), "n_valid": len(x_valid)}
+    frame = load_breast_cancer(as_frame=True).frame
+    contract = workspace.data.infer_contract(frame)
+    version = workspace.data.ingest(frame, name=DEMO_DATASET, contract=contract)
+    parts = workspace.data.split(
+        version, by="stratified", column="target",
+        fractions={"train": 0.75, "valid": 0.25}, seed=_SEED,
+    )  # fmt: skip
+    x_train, y_train = parts["train"].drop(columns="target"), parts["train"]["target"]
+    x_valid, y_valid = parts["valid"].drop(columns="target"), parts["valid"]["target"]
+    dataset_params = {"dataset": version.ref, "n_train": len(x_train), "n_valid": len(x_valid)}
     results = []
     for done, candidate in enumerate(candidates):
         if on_progress is not None:
@@ -120,6 +134,8 @@ def run_demo(
             experiment=experiment, run_name=candidate.name, tags={"source": "loopml demo"}
         ) as run:
             run.log_params({**candidate.params, **dataset_params})
+            run.log_input(version, role="train")
+            run.log_input(version, role="valid")
             model = candidate.build()
             started = time.perf_counter()
             model.fit(x_train, y_train)

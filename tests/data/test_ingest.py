@@ -418,6 +418,31 @@ def test_mixed_types_without_a_contract_are_explained(
     churn(400_000).to_csv(path, index=False)  # several read blocks of whole numbers
     with path.open("a") as handle:
         handle.write("400000,forty,basic,1.5\n")
-    with pytest.raises(loopml.ValidationError, match="mixed types.*contract"):
+    with pytest.raises(loopml.ValidationError, match=r"mixed types.*contract"):
         sqlite_workspace.data.ingest(path, name="mixed")
     assert all(n == 0 for _, n, _ in sqlite_workspace.data.datasets())
+
+
+def test_ingest_says_whether_it_stored_something_new(sqlite_workspace: loopml.Workspace) -> None:
+    assert sqlite_workspace.data.ingest(churn(), name="churn").created
+    assert not sqlite_workspace.data.ingest(churn(), name="churn").created
+
+
+def test_a_refused_ingest_stores_no_contract_either(sqlite_workspace: loopml.Workspace) -> None:
+    with pytest.raises(DataValidationError):
+        sqlite_workspace.data.ingest(dirty(), name="churn", contract=CONTRACT)
+    with pytest.raises(loopml.NotFoundError, match="No contract"):
+        sqlite_workspace.data.contract("churn")
+
+
+def test_stale_data_is_refused_even_under_quarantine(sqlite_workspace: loopml.Workspace) -> None:
+    frame = churn(20).assign(seen=pd.Timestamp("2020-01-01"))
+    contract = CONTRACT + "  freshness: {column: seen, max_age: 7d}\n"
+    contract = contract.replace("columns:\n", "columns:\n  seen: {type: datetime}\n")
+    with pytest.raises(DataValidationError, match="freshness"):
+        sqlite_workspace.data.ingest(frame, name="churn", contract=contract,
+                                     on_invalid="quarantine")  # fmt: skip
+    version = sqlite_workspace.data.ingest(
+        frame, name="churn", contract=contract, on_invalid="warn"
+    )
+    assert version.rows == 20 and not version.report.dataset_passed

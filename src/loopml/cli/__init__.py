@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import experiments, runs
+from loopml.cli import data, experiments, runs
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
 from loopml.cli.workspace import gc, init
@@ -58,6 +58,7 @@ app.command("demo")(demo)
 app.command("gc")(gc)
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
+app.add_typer(data.app, name="data")
 
 
 def main() -> None:

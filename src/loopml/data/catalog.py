@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -58,6 +58,7 @@ class DatasetVersion:
     created_by: str | None
     run_id: str | None
     quarantine: DatasetVersion | None = None
+    created: bool = field(default=False, compare=False)  # False: an identical version existed
     version_id: int = field(default=0, repr=False)
     blob_sha256: str = field(default="", repr=False)
 
@@ -109,11 +110,6 @@ class DataCatalog:
         _check_name(name)
         _ingest.check_policy(on_invalid)
         resolved = self._contract_for(name, contract)
-        contract_id = None
-        if resolved is not None:
-            contract_id = self._repo.save_contract(
-                name, resolved.sha256, resolved.to_json()
-            ).contract_id
         string_columns = frozenset(c.name for c in resolved.columns) if resolved else frozenset()
         opened = open_source(source, string_columns=string_columns, sql_url=sql_url)
         validator = Validator(resolved) if resolved is not None else None
@@ -130,14 +126,18 @@ class DataCatalog:
             _refuse_bad_batches(opened.description, rows_in, report, on_invalid)
             assert main is not None
             current = _run_id(run)
-            stored = self._store(
+            contract_id = None
+            if resolved is not None:  # stored only with data that it let through
+                saved = self._repo.save_contract(name, resolved.sha256, resolved.to_json())
+                contract_id = saved.contract_id
+            stored, created = self._store(
                 name, main, opened.description, contract_id, on_invalid, report, None, current
             )
             if quarantined is not None and quarantined.rows:
                 reason = f"rows of {name}@{stored.version} that failed validation"
-                self._store(f"{name}.quarantine", quarantined, reason, contract_id, "warn",
+                self._store(f"{name}.quarantine", quarantined, reason, None, "quarantine",
                             None, stored.version_id, current)  # fmt: skip
-            return self._public(self._repo.version_by_id(stored.version_id))
+            return replace(self._public(stored), created=created)
         finally:
             _ingest.remove_folder(folder)
 
@@ -151,10 +151,10 @@ class DataCatalog:
         report: ValidationReport | None,
         parent: int | None,
         run_id: str | None,
-    ) -> VersionRecord:
+    ) -> tuple[VersionRecord, bool]:
         blob = self._ws.artifacts.put_file(written.path)
         self._ws._blobs.touch([(blob.sha256, blob.size)])
-        record, _ = self._repo.add_version(
+        return self._repo.add_version(
             name,
             {
                 "content_sha256": written.content_sha256,
@@ -171,7 +171,6 @@ class DataCatalog:
                 "run_id": run_id,
             },
         )
-        return record
 
     def validate(
         self, source: Any, contract: Contract | str | Path | Mapping[str, Any], **options: Any
@@ -294,7 +293,7 @@ class DataCatalog:
             store.download(sha256, cached)
         return cached
 
-    def _record(self, ref: str | DatasetVersion, version: int | None) -> VersionRecord:
+    def _record(self, ref: str | DatasetVersion, version: int | None = None) -> VersionRecord:
         if isinstance(ref, DatasetVersion):
             return self._repo.version_by_id(ref.version_id)
         name, _, selector = str(ref).partition("@")
@@ -347,7 +346,7 @@ class DataCatalog:
         from loopml.data.diff import diff_files
 
         records = [
-            self._record(v if isinstance(v, (str, DatasetVersion)) else f"{name}@{v}", None)
+            self._record(v if isinstance(v, DatasetVersion) else _within(name, v))
             for v in (old, new)
         ]
         if key is None:
@@ -457,8 +456,8 @@ def _refuse_bad_batches(
             "Nothing was stored; fix the data or update the contract.",
             report,
         )
-    dataset_level = [c for c in report.checks if c.failures and c.column is None]
-    if on_invalid == "fail" or (on_invalid == "quarantine" and dataset_level):
+    # Row counts and freshness fail the data as a whole: setting rows aside cannot fix them.
+    if on_invalid == "fail" or (on_invalid == "quarantine" and not report.dataset_passed):
         raise DataValidationError(
             f"{description} failed validation, so nothing was stored:\n{report}\n"
             "Fix the data, relax the contract, or ingest with on_invalid='quarantine' to "
@@ -471,6 +470,11 @@ def _refuse_bad_batches(
             f"was stored.\n{report}",
             report,
         )
+
+
+def _within(name: str, ref: int | str) -> str:
+    """``3`` or ``"3"`` or a hash prefix of dataset ``name``, or a full reference as given."""
+    return str(ref) if "@" in str(ref) else f"{name}@{ref}"
 
 
 def _schema(schema: pa.Schema) -> list[dict[str, str]]:

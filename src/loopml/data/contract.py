@@ -397,7 +397,7 @@ def _loader() -> Any:
     """A SafeLoader whose plain scalars follow YAML 1.2 (``yes`` and dates stay text)."""
     import yaml
 
-    class Loader(yaml.SafeLoader):  # type: ignore[misc]
+    class Loader(yaml.SafeLoader):
         yaml_implicit_resolvers: dict[str | None, list[tuple[str, re.Pattern[str]]]] = {}
 
     for tag, pattern, first in _YAML12_RESOLVERS:
@@ -411,7 +411,7 @@ def _dumper() -> Any:
     """A SafeDumper that quotes anything YAML 1.1 or 1.2 would not read back as text."""
     import yaml
 
-    class Dumper(yaml.SafeDumper):  # type: ignore[misc]
+    class Dumper(yaml.SafeDumper):
         pass
 
     for tag, pattern, first in _YAML12_RESOLVERS:

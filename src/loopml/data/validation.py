@@ -303,6 +303,11 @@ class Validator:
 
     A validator keeps state across batches (row counts, values seen by unique and key
     checks, the newest timestamp); use one per dataset ingest.
+
+    Attributes:
+        contract: The contract checked.
+        schema: The Arrow schema of every conformed table (the contract's columns; under
+            ``extra_columns: allow`` the extra columns follow as they came).
     """
 
     def __init__(self, contract: Contract | Any) -> None:
@@ -613,7 +618,8 @@ class Validator:
         """The report so far, with the dataset checks (row bounds, freshness).
 
         Args:
-            now: The time freshness is measured against (default: the current time).
+            now: The time freshness is measured against (default: the current time; a
+                naive datetime is taken as UTC, like the conformed times).
 
         It may be called again after more batches; each call reports everything seen.
         """

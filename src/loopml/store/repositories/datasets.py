@@ -148,7 +148,7 @@ class DatasetRepository:
             what = f"{name}@{number}" if number else f"{name}@{prefix}" if prefix else name
             hint = (
                 f"`loopml data versions {name}` lists its versions"
-                if name in known
+                if name in known and (number or prefix)
                 else f"known datasets: {', '.join(known[:10]) or 'none yet'}"
             )
             raise NotFoundError(f"No dataset version {what!r}; {hint}.")
