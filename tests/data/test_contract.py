@@ -260,7 +260,7 @@ def test_infer_contract_on_a_mixed_frame() -> None:
     contract = infer_contract(_mixed_frame())
     by_name = {c.name: c for c in contract.columns}
     assert by_name["customer_id"] == ColumnContract(
-        "customer_id", "int", nullable=False, min=10, max=15, unique=True
+        "customer_id", "int", nullable=False, unique=True
     )
     assert by_name["age"] == ColumnContract(
         "age", "int", nullable=False, min=22, max=60, unique=True
@@ -268,7 +268,7 @@ def test_infer_contract_on_a_mixed_frame() -> None:
     assert by_name["income"] == ColumnContract("income", "float", nullable=True, min=1.5, max=9.5)
     assert by_name["churned"] == ColumnContract("churned", "bool", nullable=False)
     assert by_name["signup"] == ColumnContract(
-        "signup", "datetime", nullable=True, min="2024-01-02T00:00:00", max="2024-06-30T00:00:00"
+        "signup", "datetime", nullable=True, min="2024-01-02T00:00:00"
     )
     assert by_name["plan"] == ColumnContract(
         "plan", "category", nullable=False, categories=["basic", "pro", "team"]
@@ -296,3 +296,21 @@ def test_infer_contract_refuses_repeated_column_names() -> None:
     frame = pd.DataFrame([[1, 2]], columns=["a", "a"])
     with pytest.raises(ValidationError, match=r"repeated column names \(a\)"):
         infer_contract(frame)
+
+
+def test_inferred_bounds_leave_room_for_new_ids_and_new_dates() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(
+        {
+            "customer_id": [1, 2, 3],
+            "age": [30, 40, 50],
+            "signup": pd.to_datetime(["2026-01-01", "2026-02-01", "2026-03-01"]),
+        }
+    )
+    contract = infer_contract(frame)
+    ids, age, signup = (contract.column(n) for n in ("customer_id", "age", "signup"))
+    assert (ids.min, ids.max, ids.unique) == (None, None, True)
+    assert contract.key == ["customer_id"]
+    assert (age.min, age.max) == (30, 50)
+    assert signup.min is not None and signup.max is None

@@ -37,26 +37,46 @@ Everything runs as pyarrow.compute kernels or numpy operations on the Arrow buff
 no loops over rows, no copies of the frame per check. Messages for failing rows are
 built only when ``BatchResult.reasons`` is read.
 
-One module because the conformance rules, the checks and the report read as one
-story; the pandera translation (``contract_to_pandera``) is at the end.
+This module holds the validator and its checks. Conformance is in ``_conform``, the
+keys of the uniqueness checks in ``_uniqueness``, the result classes with their examples
+and row messages in ``_validation_report``, and ``contract_to_pandera`` is built in
+``_pandera``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
-from functools import cached_property, reduce
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import reduce
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from loopml.data.contract import ColumnContract, Contract, _parse_bound
-from loopml.errors import ValidationError
+from loopml.data._conform import (
+    Uncastable,
+    arrow_columns,
+    as_text,
+    conform,
+    row_count,
+    uncastable_problem,
+)
+from loopml.data._contract_checks import parse_bound
+from loopml.data._pandera import to_pandera
+from loopml.data._uniqueness import KeyEncoder, SeenSet, mix
+from loopml.data._validation_report import (
+    DATASET_CHECKS,
+    BatchResult,
+    CheckResult,
+    Failure,
+    ValidationReport,
+    json_safe,
+    record_failures,
+    row_reasons,
+)
+from loopml.data.contract import ColumnContract, Contract
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,28 +92,6 @@ __all__ = [
     "contract_to_pandera",
 ]
 
-DATASET_CHECKS = frozenset({"min_rows", "max_rows", "freshness"})
-_EXAMPLES = 5
-_TEXT_LIMIT = 80
-_TRUE = pa.array(["true", "t", "yes", "y", "1"])
-_FALSE = pa.array(["false", "f", "no", "n", "0"])
-# Supersets of what Arrow's parsers accept; values they reject are never tried one by one.
-_LOOKS_LIKE = {
-    "int": r"^[+-]?(?:[0-9]+|0[xX][0-9a-fA-F]+)$",
-    "float": r"(?i)^[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[+-]?[0-9]+)?|inf(?:inity)?|nan)$",
-    "date": r"^[+-]?[0-9]{4,}-[0-9]{1,2}-[0-9]{1,2}$",
-    "datetime": r"^[+-]?[0-9]{4,}-?[0-9]{1,2}-?[0-9]{1,2}(?:[T ].*)?$",
-}
-_ACCEPTS = {
-    "int": {"int", "float", "decimal", "bool", "text"},
-    "float": {"int", "float", "decimal", "text"},
-    "string": {"int", "float", "decimal", "bool", "text", "timestamp", "date"},
-    "category": {"int", "float", "decimal", "bool", "text", "timestamp", "date"},
-    "bool": {"bool", "int", "text"},
-    "datetime": {"timestamp", "date", "text"},
-    "date": {"date", "timestamp", "text"},
-}
-
 
 def arrow_type(column: ColumnContract) -> pa.DataType:
     """The Arrow type of a column in the conformed table."""
@@ -108,178 +106,12 @@ def arrow_type(column: ColumnContract) -> pa.DataType:
     }[column.type]
 
 
-# -- results ---------------------------------------------------------------------------
-
-
-@dataclass
-class CheckResult:
-    """One check over everything seen so far.
-
-    ``examples`` holds up to five failing values (JSON-safe; datetimes as ISO text);
-    for ``not_null`` and ``key_not_null`` they are row numbers counted from 0 across
-    all batches. ``detail`` states the rule (``max 120``, ``max_age 7d``).
-    """
-
-    check: str
-    column: str | None
-    failures: int = 0
-    examples: list[Any] = field(default_factory=list)
-    detail: str = ""
-
-    @property
-    def dataset_level(self) -> bool:
-        """True for checks of the whole dataset (row bounds, freshness), not of rows."""
-        return self.check in DATASET_CHECKS
-
-
-@dataclass
-class ValidationReport:
-    """The outcome of validating every batch, with the dataset checks of ``finish()``."""
-
-    rows_in: int
-    rows_valid: int
-    rows_invalid: int
-    checks: list[CheckResult]
-    structural: list[str]
-
-    @property
-    def passed(self) -> bool:
-        """No structural problem and no failure of any check."""
-        return not self.structural and all(c.failures == 0 for c in self.checks)
-
-    @property
-    def failed_checks(self) -> list[CheckResult]:
-        return [c for c in self.checks if c.failures]
-
-    @property
-    def dataset_passed(self) -> bool:
-        """No structural problem and no dataset-level failure: what quarantining the
-        invalid rows cannot fix."""
-        return not self.structural and not any(c.failures for c in self.checks if c.dataset_level)
-
-    def to_frame(self) -> pd.DataFrame:
-        """One row per check: check, column, failures, examples, detail."""
-        import pandas as pd
-
-        return pd.DataFrame(
-            [(c.check, c.column, c.failures, c.examples, c.detail) for c in self.checks],
-            columns=["check", "column", "failures", "examples", "detail"],
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict (``from_dict`` reads it back)."""
-        return {
-            "rows_in": self.rows_in,
-            "rows_valid": self.rows_valid,
-            "rows_invalid": self.rows_invalid,
-            "passed": self.passed,
-            "structural": list(self.structural),
-            "checks": [
-                {
-                    "check": c.check,
-                    "column": c.column,
-                    "failures": c.failures,
-                    "examples": [_json_safe(v) for v in c.examples],
-                    "detail": c.detail,
-                }
-                for c in self.checks
-            ],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ValidationReport:
-        return cls(
-            rows_in=int(data["rows_in"]),
-            rows_valid=int(data["rows_valid"]),
-            rows_invalid=int(data["rows_invalid"]),
-            structural=list(data.get("structural", [])),
-            checks=[
-                CheckResult(
-                    check=c["check"],
-                    column=c.get("column"),
-                    failures=int(c.get("failures", 0)),
-                    examples=list(c.get("examples", [])),
-                    detail=c.get("detail", ""),
-                )
-                for c in data.get("checks", [])
-            ],
-        )
-
-    def __str__(self) -> str:
-        verdict = "passed" if self.passed else "FAILED"
-        lines = [
-            f"Validation {verdict}: {self.rows_in:,} rows in, {self.rows_valid:,} valid, "
-            f"{self.rows_invalid:,} invalid; {len(self.checks)} checks."
-        ]
-        lines += [f"  structural: {problem}" for problem in self.structural]
-        for c in self.failed_checks:
-            where = f"{c.column} " if c.column else ""
-            examples = ", ".join(_short(v) for v in c.examples)
-            label = "rows" if c.check in ("not_null", "key_not_null") else "e.g."
-            lines.append(
-                f"  {where}{c.check}: {c.failures:,} failing"
-                + (f" ({c.detail})" if c.detail else "")
-                + (f", {label} {examples}" if examples else "")
-            )
-        return "\n".join(lines)
-
-
-@dataclass
-class _Failure:
-    """The failing rows of one check in one batch, kept to build messages on demand."""
-
-    check: int
-    mask: pa.BooleanArray
-    values: Sequence[pa.Array] = ()
-
-
-@dataclass
-class BatchResult:
-    """The outcome of one batch.
-
-    Attributes:
-        table: The conformed rows, all of them: contract columns in contract order cast
-            to their contract types (extra columns after them under ``allow``).
-        valid: One bool per row.
-        structural: The structural problems of this batch (the report keeps them all).
-    """
-
-    table: pa.Table
-    valid: np.ndarray[Any, np.dtype[np.bool_]]
-    structural: list[str]
-    _failures: list[_Failure] = field(default_factory=list, repr=False)
-    _validator: Validator | None = field(default=None, repr=False)
-
-    @property
-    def rows(self) -> int:
-        return len(self.valid)
-
-    @property
-    def rows_valid(self) -> int:
-        return int(np.count_nonzero(self.valid))
-
-    @property
-    def rows_invalid(self) -> int:
-        return self.rows - self.rows_valid
-
-    @cached_property
-    def reasons(self) -> pa.StringArray:
-        """One text per row, "" for valid rows, e.g. "age: 150 > max 120; plan: 'gold'
-        not in categories" (built on first read)."""
-        assert self._validator is not None
-        return self._validator._reasons(self)
-
-    def accepted(self) -> pa.Table:
-        """The conformed valid rows."""
-        return self.table.filter(pa.array(self.valid))
-
-
 # -- the validator -------------------------------------------------------------------
 
 
 @dataclass
 class _Plan:
-    """The compiled checks of one column."""
+    """The compiled checks of one column (``_conform`` and ``_uniqueness`` read it too)."""
 
     column: ColumnContract
     type: pa.DataType
@@ -289,10 +121,6 @@ class _Plan:
     categories: pa.Array | None = None
     category_regex_fails: pa.Array | None = None
     regex: str | None = None
-
-
-class _Uncastable(Exception):
-    pass
 
 
 class Validator:
@@ -334,9 +162,9 @@ class Validator:
         self._rows_in = 0
         self._rows_valid = 0
         self._structural: list[str] = []
-        self._seen: dict[int, _SeenSet] = {}
+        self._seen: dict[int, SeenSet] = {}
         self._newest: Any = None
-        self._duckdb: Any = None
+        self._keys = KeyEncoder()
 
     def _add(self, check: str, column: str | None, detail: str) -> int:
         self._results.append(CheckResult(check, column, detail=detail))
@@ -352,7 +180,7 @@ class Validator:
             value = getattr(column, bound)
             if value is None:
                 continue
-            parsed = _parse_bound(column.type, value)
+            parsed = parse_bound(column.type, value)
             if column.type == "int":
                 assert isinstance(parsed, float)
                 rounded = math.ceil(parsed) if bound == "min" else math.floor(parsed)
@@ -385,13 +213,13 @@ class Validator:
         Returns:
             The conformed table, a validity mask and (on demand) a reason per row.
         """
-        names, arrays = _arrow_columns(batch)
-        rows = _row_count(batch, arrays)
+        names, arrays = arrow_columns(batch)
+        rows = row_count(batch, arrays)
         structural = self._structure(names)
         position: dict[str, int] = {}
         for index, name in enumerate(names):
             position.setdefault(name, index)
-        failures: list[_Failure] = []
+        failures: list[Failure] = []
         conformed: dict[str, pa.Array] = {}
         for plan in self._plans:
             name = plan.column.name
@@ -401,8 +229,8 @@ class Validator:
                 continue
             try:
                 conformed[name] = self._check_column(plan, arrays[found], failures)
-            except _Uncastable:
-                structural.append(self._note(_uncastable(name, arrays[found].type, plan)))
+            except Uncastable:
+                structural.append(self._note(uncastable_problem(name, arrays[found].type, plan)))
                 conformed[name] = pa.nulls(rows, plan.type)
         self._check_key(conformed, position, failures)
         masks = [f.mask for f in failures]
@@ -411,7 +239,7 @@ class Validator:
             valid = pc.invert(invalid).to_numpy(zero_copy_only=False)
         else:
             valid = np.ones(rows, dtype=np.bool_)
-        self._record(failures, rows)
+        record_failures(self._results, failures, self._rows_in)
         self._rows_in += rows
         valid_rows = int(np.count_nonzero(valid))
         self._rows_valid += valid_rows
@@ -460,9 +288,9 @@ class Validator:
             self._structural.append(problem)
         return problem
 
-    def _check_column(self, plan: _Plan, raw: pa.Array, failures: list[_Failure]) -> pa.Array:
+    def _check_column(self, plan: _Plan, raw: pa.Array, failures: list[Failure]) -> pa.Array:
         checks = plan.checks
-        values, extra_missing = _conform(raw, plan)
+        values, extra_missing = conform(raw, plan)
         missing_count = raw.null_count + (extra_missing.true_count if extra_missing else 0)
         missing: pa.Array | None = None
         if missing_count:
@@ -472,9 +300,9 @@ class Validator:
         fixed_categories = plan.column.type == "category" and plan.categories is not None
         if values.null_count > missing_count and not fixed_categories:
             bad = values.is_null() if missing is None else pc.and_not(values.is_null(), missing)
-            failures.append(_Failure(checks["type"], bad, (raw,)))
+            failures.append(Failure(checks["type"], bad, (raw,)))
         if "not_null" in checks and missing is not None:
-            failures.append(_Failure(checks["not_null"], missing))
+            failures.append(Failure(checks["not_null"], missing))
         if plan.low is not None or plan.high is not None:
             self._check_range(plan, values, failures)
         if plan.categories is not None:
@@ -483,13 +311,13 @@ class Validator:
                 if missing is not None:
                     failing = pc.and_not(failing, missing)
                 if failing.true_count:
-                    failures.append(_Failure(checks["categories"], failing, (_as_text(raw),)))
+                    failures.append(Failure(checks["categories"], failing, (as_text(raw),)))
             else:
                 failing = pc.invert(pc.is_in(values, value_set=plan.categories))
                 if values.null_count:
                     failing = pc.and_(failing, values.is_valid())
                 if failing.true_count:
-                    failures.append(_Failure(checks["categories"], failing, (values,)))
+                    failures.append(Failure(checks["categories"], failing, (values,)))
         if plan.regex is not None:
             if plan.category_regex_fails is not None:
                 failing = pc.take(plan.category_regex_fails, values.indices).fill_null(False)
@@ -499,15 +327,15 @@ class Validator:
             else:
                 failing = pc.invert(pc.match_substring_regex(values, plan.regex)).fill_null(False)
             if failing.true_count:
-                failures.append(_Failure(checks["regex"], failing, (values,)))
+                failures.append(Failure(checks["regex"], failing, (values,)))
         if "unique" in checks:
-            keys, present = self._keys(values, plan)
-            repeats = self._seen.setdefault(checks["unique"], _SeenSet()).repeats(keys, present)
+            keys, present = self._keys.encode(values, plan)
+            repeats = self._seen.setdefault(checks["unique"], SeenSet()).repeats(keys, present)
             if repeats is not None:
-                failures.append(_Failure(checks["unique"], pa.array(repeats), (values,)))
+                failures.append(Failure(checks["unique"], pa.array(repeats), (values,)))
         return values
 
-    def _check_range(self, plan: _Plan, values: pa.Array, failures: list[_Failure]) -> None:
+    def _check_range(self, plan: _Plan, values: pa.Array, failures: list[Failure]) -> None:
         if values.null_count == len(values):
             return
         # Without nulls one min_max pass usually shows nothing is out of bounds; with
@@ -525,10 +353,10 @@ class Validator:
             if values.null_count:
                 failing = failing.fill_null(False)
             if failing.true_count:
-                failures.append(_Failure(plan.checks[bound], failing, (values,)))
+                failures.append(Failure(plan.checks[bound], failing, (values,)))
 
     def _check_key(
-        self, conformed: dict[str, pa.Array], position: dict[str, int], failures: list[_Failure]
+        self, conformed: dict[str, pa.Array], position: dict[str, int], failures: list[Failure]
     ) -> None:
         key = self.contract.key
         if not key or any(name not in position for name in key):
@@ -538,79 +366,18 @@ class Validator:
         for name in key:
             values = conformed[name]
             if name in self._key_checks and values.null_count:
-                failures.append(_Failure(self._key_checks[name], values.is_null()))
+                failures.append(Failure(self._key_checks[name], values.is_null()))
             if self._key_unique is None:
                 continue
-            keys, valid = self._keys(values, self._by_name[name])
-            combined = keys if combined is None else _mix(_mix(combined) ^ keys)
+            keys, valid = self._keys.encode(values, self._by_name[name])
+            combined = keys if combined is None else mix(mix(combined) ^ keys)
             if valid is not None:
                 present = valid if present is None else present & valid
         if self._key_unique is not None and combined is not None:
-            repeats = self._seen.setdefault(self._key_unique, _SeenSet()).repeats(combined, present)
+            repeats = self._seen.setdefault(self._key_unique, SeenSet()).repeats(combined, present)
             if repeats is not None:
                 columns = tuple(conformed[name] for name in key)
-                failures.append(_Failure(self._key_unique, pa.array(repeats), columns))
-
-    def _keys(
-        self, values: pa.Array, plan: _Plan
-    ) -> tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.bool_]] | None]:
-        """A uint64 per row (exact for numbers and dates, a hash for text) and which
-        rows have a value (None: all)."""
-        present = values.is_valid().to_numpy(zero_copy_only=False) if values.null_count else None
-        kind = plan.column.type
-        if kind == "category" and plan.categories is not None:
-            values = values.indices  # positions in the contract's categories: exact
-            kind = "int"
-        if kind in ("string", "category"):
-            return self._hash_text(values), present
-        if kind == "bool":
-            return values.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint64), present
-        if values.null_count == len(values):
-            return np.zeros(len(values), np.uint64), present
-        dtype = np.dtype(np.float64 if kind == "float" else f"int{values.type.bit_width}")
-        numbers = np.frombuffer(
-            values.buffers()[1],
-            dtype=dtype,
-            count=len(values),
-            offset=values.offset * dtype.itemsize,
-        )
-        if kind == "float":
-            return (numbers + 0.0).view(np.uint64), present  # -0.0 and 0.0 are one value
-        return numbers.astype(np.int64, copy=False).view(np.uint64), present
-
-    def _hash_text(self, values: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
-        if self._duckdb is None:
-            import duckdb
-
-            self._duckdb = duckdb.connect()
-        if pa.types.is_dictionary(values.type):
-            values = values.dictionary_decode()
-        relation = self._duckdb.from_arrow(pa.table({"v": values}))
-        hashed = relation.project("hash(v) AS h").to_arrow_table().column(0)
-        return np.asarray(hashed.to_numpy(), dtype=np.uint64)
-
-    def _record(self, failures: list[_Failure], rows: int) -> None:
-        offset = self._rows_in
-        for failure in failures:
-            count = failure.mask.true_count
-            if not count:
-                continue
-            result = self._results[failure.check]
-            result.failures += count
-            wanted = _EXAMPLES - len(result.examples)
-            if wanted <= 0:
-                continue
-            where = _first_true(failure.mask, wanted)
-            if not failure.values:
-                result.examples += [offset + int(i) for i in where.to_pylist()]
-            elif len(failure.values) == 1:
-                taken = failure.values[0].take(where)
-                result.examples += [_json_safe(v) for v in _decoded(taken).to_pylist()]
-            else:
-                columns = [_decoded(v.take(where)).to_pylist() for v in failure.values]
-                result.examples += [
-                    [_json_safe(v) for v in row] for row in zip(*columns, strict=True)
-                ]
+                failures.append(Failure(self._key_unique, pa.array(repeats), columns))
 
     # -- the report --------------------------------------------------------------------
 
@@ -679,427 +446,14 @@ class Validator:
             else (datetime.combine(newest, datetime.min.time()) + timedelta(days=1))
         )  # a date lasts until its end
         stale = now - moment > freshness.max_age_timedelta
-        return CheckResult("freshness", freshness.column, int(stale), [_json_safe(newest)], detail)
+        return CheckResult("freshness", freshness.column, int(stale), [json_safe(newest)], detail)
 
     # -- reasons -----------------------------------------------------------------------
 
     def _reasons(self, result: BatchResult) -> pa.StringArray:
-        rows = result.rows
-        invalid = np.flatnonzero(~result.valid)
-        if not len(invalid):
-            return pc.fill_null(pa.nulls(rows, pa.string()), "")
-        parts = []
-        for failure in result._failures:
-            where = pc.indices_nonzero(failure.mask).to_numpy()
-            messages = self._messages(failure, pa.array(where))
-            slot = np.full(len(invalid), -1, dtype=np.int64)
-            slot[np.searchsorted(invalid, where)] = np.arange(len(where))
-            parts.append(pc.take(messages, pa.array(slot, mask=slot < 0)))
-        joined = pc.binary_join_element_wise(*parts, "; ", null_handling="skip")
-        slot = np.full(rows, -1, dtype=np.int64)
-        slot[invalid] = np.arange(len(invalid))
-        return pc.take(joined, pa.array(slot, mask=slot < 0)).fill_null("")
-
-    def _messages(self, failure: _Failure, where: pa.Array) -> pa.Array:
-        result = self._results[failure.check]
-        check, column = result.check, result.column
-        if check == "not_null":
-            return _repeat(f"{column}: missing (not nullable)", len(where))
-        if check == "key_not_null":
-            return _repeat(f"key: {column} is missing", len(where))
-        shown = [_show(v.take(where)) for v in failure.values]
-        if check == "key_unique":
-            pieces: list[Any] = [f"key ({column}) = ("]
-            for index, value in enumerate(shown):
-                pieces += [value, ", " if index < len(shown) - 1 else ""]
-            return pc.binary_join_element_wise(*pieces, "): repeats an earlier row", "")
-        plan = self._by_name[str(column)]
-        suffix = {
-            "type": f" is not a valid {plan.column.type}",
-            "min": f" < min {plan.column.min}",
-            "max": f" > max {plan.column.max}",
-            "categories": " not in categories",
-            "regex": " does not match the regex",
-            "unique": " repeats an earlier row",
-        }[check]
-        return pc.binary_join_element_wise(f"{column}: ", shown[0], suffix, "")
-
-
-# -- conformance -----------------------------------------------------------------------
-
-
-def _family(arrow: pa.DataType) -> str:
-    t = pa.types
-    if t.is_boolean(arrow):
-        return "bool"
-    if t.is_integer(arrow):
-        return "int"
-    if t.is_floating(arrow):
-        return "float"
-    if t.is_decimal(arrow):
-        return "decimal"
-    if t.is_string(arrow) or t.is_large_string(arrow) or t.is_string_view(arrow):
-        return "text"
-    if t.is_timestamp(arrow):
-        return "timestamp"
-    if t.is_date(arrow):
-        return "date"
-    return "other"
-
-
-def _conform(raw: pa.Array, plan: _Plan) -> tuple[pa.Array, pa.BooleanArray | None]:
-    """(values of the contract type, bad values null; extra missing values, e.g. NaN)."""
-    kind = plan.column.type
-    target = plan.type
-    if pa.types.is_null(raw.type):
-        return pa.nulls(len(raw), target), None
-    if pa.types.is_dictionary(raw.type):
-        if kind == "category":
-            return _to_category(raw, plan), None
-        raw = raw.dictionary_decode()
-    family = _family(raw.type)
-    if family not in _ACCEPTS[kind]:
-        raise _Uncastable
-    if family == "text" and kind not in ("string", "category"):
-        return _parse_text(raw, kind, target)
-    if kind == "category":
-        return _to_category(raw, plan), None
-    if kind == "string":
-        return (raw if raw.type == target else pc.cast(raw, target)), None
-    extra_missing = None
-    if family == "float":
-        nan = pc.is_nan(raw)
-        if nan.true_count:
-            raw = pc.if_else(nan, None, raw)
-            extra_missing = nan.fill_null(False)
-    if raw.type == target:
-        return raw, extra_missing
-    if kind == "bool":  # from 0/1
-        values = pc.if_else(pc.equal(raw, 1), True, pc.if_else(pc.equal(raw, 0), False, None))
-        return values, extra_missing
-    if family == "timestamp" and raw.type.unit == "ns":
-        return pc.cast(raw, target, safe=False), None  # drops nanoseconds
-    if kind == "int" and family in ("float", "decimal"):
-        numbers = raw if family == "float" else pc.cast(raw, pa.float64())
-        whole = pc.and_(
-            pc.equal(pc.floor(numbers), numbers),
-            pc.and_(pc.greater_equal(numbers, -(2.0**63)), pc.less(numbers, 2.0**63)),
-        )
-        return pc.cast(pc.if_else(whole, numbers, None), target, safe=False), extra_missing
-    if kind == "date" and family == "timestamp":
-        return pc.cast(pc.cast(raw, pa.timestamp("us"), safe=False), target, safe=False), None
-    safe = kind != "float"
-    return _cast_or_null(raw, lambda a: pc.cast(a, target, safe=safe), target), extra_missing
-
-
-def _parse_text(
-    raw: pa.Array, kind: str, target: pa.DataType
-) -> tuple[pa.Array, pa.BooleanArray | None]:
-    """Text to numbers, bools, dates or datetimes; blank text is missing."""
-    try:  # fast path: every value parses (Arrow's bools are a subset of ours)
-        values = pc.cast(raw, target)
-    except pa.ArrowInvalid:
-        pass
-    else:
-        return (_nan_to_null(values) if kind == "float" else values), None
-    text = pc.utf8_trim_whitespace(raw)
-    blank = pc.equal(text, "").fill_null(False)
-    if kind == "bool":
-        lowered = pc.ascii_lower(text)
-        values = pc.if_else(
-            pc.is_in(lowered, value_set=_TRUE),
-            True,
-            pc.if_else(pc.is_in(lowered, value_set=_FALSE), False, None),
-        )
-        return pc.if_else(raw.is_null(), None, values), blank if blank.true_count else None
-    plausible = pc.match_substring_regex(text, _LOOKS_LIKE[kind]).fill_null(False)
-    candidates = pc.if_else(plausible, text, None)
-    if kind in ("datetime", "date"):
-        values = _parse_times(candidates, target)
-    else:
-        if kind == "int":
-            candidates = _without_overflow(pc.replace_substring_regex(candidates, r"^\+", ""))
-        values = _cast_or_null(candidates, lambda a: pc.cast(a, target), target)
-        if kind == "float":
-            values = _nan_to_null(values)
-    return values, blank if blank.true_count else None
-
-
-def _parse_times(candidates: pa.Array, target: pa.DataType) -> pa.Array:
-    """ISO 8601 text to naive UTC times (offsets converted), unparseable ones null.
-
-    pandas' ISO parser accepts everything Arrow's does and marks each bad value
-    instead of failing, so one bad date costs one vectorized pass, not a search.
-    """
-    import pandas as pd
-
-    parsed = pd.to_datetime(
-        pd.Series(candidates.to_pandas()), errors="coerce", utc=True, format="ISO8601"
-    )
-    moments = pc.cast(pa.array(parsed, from_pandas=True), pa.timestamp("us"), safe=False)
-    return moments if target == moments.type else pc.cast(moments, target, safe=False)
-
-
-def _without_overflow(digits: pa.Array) -> pa.Array:
-    """Integer text with the values beyond int64 set to null (compared as text)."""
-    negative = pc.starts_with(digits, "-").fill_null(False)
-    body = pc.replace_substring_regex(pc.utf8_ltrim(digits, "-"), r"^0+([0-9])", r"\1")
-    length = pc.utf8_length(body)
-    limit = pc.if_else(negative, "9223372036854775808", "9223372036854775807")
-    too_big = pc.or_(
-        pc.greater(length, 19), pc.and_(pc.equal(length, 19), pc.greater(body, limit))
-    ).fill_null(False)
-    return pc.if_else(too_big, None, digits) if too_big.true_count else digits
-
-
-def _nan_to_null(values: pa.Array) -> pa.Array:
-    nan = pc.is_nan(values)
-    return pc.if_else(nan, None, values) if nan.true_count else values
-
-
-def _cast_or_null(
-    array: pa.Array, cast: Callable[[pa.Array], pa.Array], target: pa.DataType
-) -> pa.Array:
-    """``cast(array)``, with each value Arrow refuses set to null (found by halving)."""
-    try:
-        return cast(array)
-    except (pa.ArrowInvalid, OverflowError):
-        pass
-    if len(array) <= 8:
-        pieces = []
-        for index in range(len(array)):
-            try:
-                pieces.append(cast(array.slice(index, 1)))
-            except (pa.ArrowInvalid, OverflowError):
-                pieces.append(pa.nulls(1, target))
-        return pa.concat_arrays(pieces) if pieces else pa.nulls(0, target)
-    half = len(array) // 2
-    return pa.concat_arrays(
-        [
-            _cast_or_null(array.slice(0, half), cast, target),
-            _cast_or_null(array.slice(half), cast, target),
-        ]
-    )
-
-
-def _to_category(raw: pa.Array, plan: _Plan) -> pa.Array:
-    if plan.categories is None:
-        if pa.types.is_dictionary(raw.type):
-            return raw.cast(plan.type)
-        return pc.dictionary_encode(_as_text(raw))
-    if pa.types.is_dictionary(raw.type):
-        mapping = pc.index_in(_as_text(raw.dictionary), value_set=plan.categories)
-        indices = pc.take(mapping, raw.indices)
-    else:
-        indices = pc.index_in(_as_text(raw), value_set=plan.categories)
-    return pa.DictionaryArray.from_arrays(indices, plan.categories)
-
-
-def _as_text(array: pa.Array) -> pa.Array:
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    if _family(array.type) not in ("text", "int", "float", "decimal", "bool", "timestamp", "date"):
-        raise _Uncastable
-    return array if array.type == pa.string() else pc.cast(array, pa.string())
-
-
-def _uncastable(name: str, arrow: pa.DataType, plan: _Plan) -> str:
-    return (
-        f"column {name!r} holds {arrow} values, which cannot become {plan.column.type}; "
-        "fix the data or change the column's type in the contract"
-    )
-
-
-# -- uniqueness across batches ---------------------------------------------------------
-
-
-class _SeenSet:
-    """Every key seen so far, as sorted uint64 runs merged like a binary counter."""
-
-    def __init__(self) -> None:
-        self._runs: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
-
-    def repeats(
-        self,
-        keys: np.ndarray[Any, np.dtype[np.uint64]],
-        present: np.ndarray[Any, np.dtype[np.bool_]] | None,
-    ) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
-        """Marks each row whose key appeared before (earlier in this batch or in an
-        earlier batch) and remembers the keys; None when nothing repeats."""
-        rows = np.flatnonzero(present) if present is not None else None
-        candidates = keys[rows] if rows is not None else keys
-        ordered = np.sort(candidates)
-        later = np.zeros(len(ordered), dtype=np.bool_)
-        later[1:] = ordered[1:] == ordered[:-1]
-        earlier = self._contains(ordered)
-        if not later.any() and (earlier is None or not earlier.any()):
-            self._add(ordered)
-            return None
-        order = np.argsort(candidates, kind="stable")  # equal keys keep their row order
-        ordered = candidates[order]
-        later[1:] = ordered[1:] == ordered[:-1]
-        earlier = self._contains(ordered)
-        repeated_sorted = later if earlier is None else later | earlier
-        self._add(ordered[~later])
-        repeated = np.empty(len(candidates), dtype=np.bool_)
-        repeated[order] = repeated_sorted
-        if rows is None:
-            return repeated
-        full = np.zeros(len(keys), dtype=np.bool_)
-        full[rows] = repeated
-        return full
-
-    def _contains(
-        self, ordered: np.ndarray[Any, np.dtype[np.uint64]]
-    ) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
-        """Which of the sorted keys are in a run; None when none can be."""
-        found = None
-        for run in self._runs:
-            # Only keys inside the run's range can be in it: ascending ids skip the search.
-            start = int(np.searchsorted(ordered, run[0]))
-            stop = int(np.searchsorted(ordered, run[-1], side="right"))
-            if start >= stop:
-                continue
-            inside = ordered[start:stop]
-            where = np.searchsorted(run, inside)
-            np.minimum(where, len(run) - 1, out=where)
-            if found is None:
-                found = np.zeros(len(ordered), dtype=np.bool_)
-            found[start:stop] |= run[where] == inside
-        return found
-
-    def _add(self, ordered: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
-        run = ordered
-        if not len(run):
-            return
-        while self._runs and len(self._runs[-1]) <= 2 * len(run):
-            older = self._runs.pop()
-            run = np.concatenate([older, run])
-            if older[-1] >= run[len(older)]:  # ascending keys need no sort
-                run.sort()
-        self._runs.append(run)
-
-
-_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
-_MIX_2 = np.uint64(0x94D049BB133111EB)
-
-
-def _mix(keys: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
-    """splitmix64's finalizer: spreads a key's bits before combining key columns."""
-    keys = (keys ^ (keys >> np.uint64(30))) * _MIX_1
-    keys = (keys ^ (keys >> np.uint64(27))) * _MIX_2
-    return keys ^ (keys >> np.uint64(31))
-
-
-# -- helpers ---------------------------------------------------------------------------
-
-
-def _arrow_columns(data: Any) -> tuple[list[str], list[pa.Array]]:
-    """Column names and one contiguous Arrow array per column, duplicates kept."""
-    if isinstance(data, pa.RecordBatch):
-        return list(data.schema.names), list(data.columns)
-    if isinstance(data, pa.Table):
-        arrays = []
-        for column in data.columns:
-            if column.num_chunks == 1:
-                arrays.append(column.chunk(0))
-            elif column.num_chunks == 0:
-                arrays.append(pa.nulls(0, column.type))
-            else:
-                arrays.append(pa.concat_arrays(column.chunks))
-        return list(data.schema.names), arrays
-    import pandas as pd
-
-    if isinstance(data, pd.DataFrame):
-        names = [str(name) for name in data.columns]
-        return names, [_from_series(data.iloc[:, index]) for index in range(data.shape[1])]
-    raise ValidationError(
-        f"Validation takes a pyarrow RecordBatch or Table or a pandas DataFrame, got "
-        f"{type(data).__name__}."
-    )
-
-
-def _from_series(series: pd.Series[Any]) -> pa.Array:
-    try:
-        array = pa.array(series, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
-        # Mixed types (1, "2", "abc"): validate their text, value by value.
-        missing = series.isna().to_numpy()
-        texts = [
-            None if gone else str(value)
-            for value, gone in zip(series.to_numpy(object), missing, strict=True)
-        ]
-        return pa.array(texts, pa.string())
-    if isinstance(array, pa.ChunkedArray):
-        return pa.concat_arrays(array.chunks) if array.num_chunks != 1 else array.chunk(0)
-    return array
-
-
-def _row_count(batch: Any, arrays: list[pa.Array]) -> int:
-    if arrays:
-        return len(arrays[0])
-    return int(batch.num_rows if hasattr(batch, "num_rows") else len(batch))
-
-
-def _first_true(mask: pa.BooleanArray, wanted: int) -> pa.Array:
-    """Positions of the first ``wanted`` true values, reading only as far as needed."""
-    found: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
-    start, size, count = 0, 4096, 0
-    while start < len(mask) and count < wanted:
-        positions = pc.indices_nonzero(mask.slice(start, size)).to_numpy()[: wanted - count]
-        found.append(positions + np.uint64(start))
-        count += len(positions)
-        start += size
-        size *= 4
-    return pa.array(np.concatenate(found) if found else np.zeros(0, np.uint64))
-
-
-def _repeat(text: str, count: int) -> pa.Array:
-    return pc.take(pa.array([text]), pa.array(np.zeros(count, dtype=np.int32)))
-
-
-def _decoded(array: pa.Array) -> pa.Array:
-    return array.dictionary_decode() if pa.types.is_dictionary(array.type) else array
-
-
-def _show(values: pa.Array) -> pa.Array:
-    """Values as short text for messages: text quoted, missing as null."""
-    values = _decoded(values)
-    if _family(values.type) == "text":
-        clipped = pc.utf8_slice_codeunits(pc.cast(values, pa.string()), 0, _TEXT_LIMIT)
-        shown = pc.binary_join_element_wise("'", clipped, "'", "")
-    elif pa.types.is_timestamp(values.type):
-        seconds = pc.cast(values, pa.timestamp("s", values.type.tz), safe=False)
-        shown = pc.strftime(seconds, "%Y-%m-%dT%H:%M:%S")
-    else:
-        try:
-            shown = pc.cast(values, pa.string())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            shown = pa.array([repr(v) for v in values.to_pylist()], pa.string())
-    return shown.fill_null("null")
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, datetime | date):
-        return value.isoformat()
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="replace")
-    if isinstance(value, str) and len(value) > 200:
-        return value[:200] + "…"
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return str(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value) if isinstance(value, str) else str(value)
-    return text if len(text) <= 40 else text[:39] + "…"
+        """The row messages of ``result``; ``BatchResult.reasons`` reads them."""
+        columns = {name: plan.column for name, plan in self._by_name.items()}
+        return row_reasons(result, self._results, columns)
 
 
 # -- the same contract as a pandera schema ---------------------------------------------
@@ -1114,79 +468,4 @@ def contract_to_pandera(contract: Contract, now: datetime | None = None) -> pand
     pandera treats missing values in a unique column as equal to one another, and runs
     regexes with Python's ``re`` instead of RE2.
     """
-    import pandas as pd
-    import pandera.pandas as pandera
-
-    columns = {}
-    for column in contract.columns:
-        checks = []
-        if column.min is not None:
-            checks.append(pandera.Check.ge(_pandas_bound(column, column.min)))
-        if column.max is not None:
-            checks.append(pandera.Check.le(_pandas_bound(column, column.max)))
-        if column.categories is not None and column.type == "string":
-            checks.append(pandera.Check.isin(column.categories))
-        if column.regex is not None:
-            checks.append(pandera.Check.str_matches(rf"(?:{column.regex})\Z"))
-        dtype: Any = {
-            "int": "Int64",
-            "float": "float64",
-            "string": "str",
-            "bool": "boolean",
-            "datetime": "datetime64[us]",
-            "date": "date",
-        }.get(column.type)
-        if column.type == "category":
-            dtype = "category"
-            if column.categories is not None:
-                checks.append(pandera.Check.isin(column.categories))
-        if column.type == "date":
-            from pandera.engines.pandas_engine import Date
-
-            dtype = Date(to_datetime_kwargs={"format": "ISO8601"})
-        columns[column.name] = pandera.Column(
-            dtype,
-            checks=checks,
-            nullable=column.nullable,
-            unique=column.unique,
-            report_duplicates="exclude_first",
-            coerce=True,
-        )
-    frame_checks = []
-    if contract.key:
-        key = list(contract.key)
-        frame_checks.append(
-            pandera.Check(lambda frame: frame[key].notna().all(axis=1), name="key_not_null")
-        )
-    if contract.min_rows is not None:
-        least = contract.min_rows
-        frame_checks.append(pandera.Check(lambda frame: len(frame) >= least, name="min_rows"))
-    if contract.max_rows is not None:
-        most = contract.max_rows
-        frame_checks.append(pandera.Check(lambda frame: len(frame) <= most, name="max_rows"))
-    if contract.freshness is not None:
-        name = contract.freshness.column
-        oldest = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None) - (
-            contract.freshness.max_age_timedelta
-        )
-        frame_checks.append(
-            pandera.Check(lambda frame: frame[name].max() >= pd.Timestamp(oldest), name="freshness")
-        )
-    strict: Any = {"error": True, "drop": "filter", "allow": False}[contract.extra_columns]
-    return pandera.DataFrameSchema(
-        columns,
-        checks=frame_checks,
-        strict=strict,
-        unique=list(contract.key) if contract.key else None,
-        report_duplicates="exclude_first",
-        coerce=True,
-    )
-
-
-def _pandas_bound(column: ColumnContract, value: float | str) -> Any:
-    import pandas as pd
-
-    parsed = _parse_bound(column.type, value)
-    if column.type == "datetime" and isinstance(parsed, datetime):
-        return pd.Timestamp(parsed)
-    return parsed
+    return to_pandera(contract, now)

@@ -1,0 +1,140 @@
+"""Uniqueness across batches: each row's value as a 64-bit key, and the keys seen so far.
+
+Internal: use ``loopml.data.validation``, whose docstring states what counts as a repeat
+and the odds that two distinct texts share a hash.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+if TYPE_CHECKING:
+    from loopml.data.validation import _Plan  # the compiled column; validation imports this
+
+__all__ = ["KeyEncoder", "SeenSet", "mix"]
+
+
+class KeyEncoder:
+    """Turns a column's values into one uint64 key per row (text through DuckDB's hash)."""
+
+    def __init__(self) -> None:
+        self._duckdb: Any = None
+
+    def encode(
+        self, values: pa.Array, plan: _Plan
+    ) -> tuple[np.ndarray[Any, np.dtype[np.uint64]], np.ndarray[Any, np.dtype[np.bool_]] | None]:
+        """A uint64 per row (exact for numbers and dates, a hash for text) and which
+        rows have a value (None: all)."""
+        present = values.is_valid().to_numpy(zero_copy_only=False) if values.null_count else None
+        kind = plan.column.type
+        if kind == "category" and plan.categories is not None:
+            values = values.indices  # positions in the contract's categories: exact
+            kind = "int"
+        if kind in ("string", "category"):
+            return self._hash_text(values), present
+        if kind == "bool":
+            return values.fill_null(False).to_numpy(zero_copy_only=False).astype(np.uint64), present
+        if values.null_count == len(values):
+            return np.zeros(len(values), np.uint64), present
+        dtype = np.dtype(np.float64 if kind == "float" else f"int{values.type.bit_width}")
+        numbers = np.frombuffer(
+            values.buffers()[1],
+            dtype=dtype,
+            count=len(values),
+            offset=values.offset * dtype.itemsize,
+        )
+        if kind == "float":
+            return (numbers + 0.0).view(np.uint64), present  # -0.0 and 0.0 are one value
+        return numbers.astype(np.int64, copy=False).view(np.uint64), present
+
+    def _hash_text(self, values: pa.Array) -> np.ndarray[Any, np.dtype[np.uint64]]:
+        if self._duckdb is None:
+            import duckdb
+
+            self._duckdb = duckdb.connect()
+        if pa.types.is_dictionary(values.type):
+            values = values.dictionary_decode()
+        relation = self._duckdb.from_arrow(pa.table({"v": values}))
+        hashed = relation.project("hash(v) AS h").to_arrow_table().column(0)
+        return np.asarray(hashed.to_numpy(), dtype=np.uint64)
+
+
+class SeenSet:
+    """Every key seen so far, as sorted uint64 runs merged like a binary counter."""
+
+    def __init__(self) -> None:
+        self._runs: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
+
+    def repeats(
+        self,
+        keys: np.ndarray[Any, np.dtype[np.uint64]],
+        present: np.ndarray[Any, np.dtype[np.bool_]] | None,
+    ) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+        """Marks each row whose key appeared before (earlier in this batch or in an
+        earlier batch) and remembers the keys; None when nothing repeats."""
+        rows = np.flatnonzero(present) if present is not None else None
+        candidates = keys[rows] if rows is not None else keys
+        ordered = np.sort(candidates)
+        later = np.zeros(len(ordered), dtype=np.bool_)
+        later[1:] = ordered[1:] == ordered[:-1]
+        earlier = self._contains(ordered)
+        if not later.any() and (earlier is None or not earlier.any()):
+            self._add(ordered)
+            return None
+        order = np.argsort(candidates, kind="stable")  # equal keys keep their row order
+        ordered = candidates[order]
+        later[1:] = ordered[1:] == ordered[:-1]
+        earlier = self._contains(ordered)
+        repeated_sorted = later if earlier is None else later | earlier
+        self._add(ordered[~later])
+        repeated = np.empty(len(candidates), dtype=np.bool_)
+        repeated[order] = repeated_sorted
+        if rows is None:
+            return repeated
+        full = np.zeros(len(keys), dtype=np.bool_)
+        full[rows] = repeated
+        return full
+
+    def _contains(
+        self, ordered: np.ndarray[Any, np.dtype[np.uint64]]
+    ) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+        """Which of the sorted keys are in a run; None when none can be."""
+        found = None
+        for run in self._runs:
+            # Only keys inside the run's range can be in it: ascending ids skip the search.
+            start = int(np.searchsorted(ordered, run[0]))
+            stop = int(np.searchsorted(ordered, run[-1], side="right"))
+            if start >= stop:
+                continue
+            inside = ordered[start:stop]
+            where = np.searchsorted(run, inside)
+            np.minimum(where, len(run) - 1, out=where)
+            if found is None:
+                found = np.zeros(len(ordered), dtype=np.bool_)
+            found[start:stop] |= run[where] == inside
+        return found
+
+    def _add(self, ordered: np.ndarray[Any, np.dtype[np.uint64]]) -> None:
+        run = ordered
+        if not len(run):
+            return
+        while self._runs and len(self._runs[-1]) <= 2 * len(run):
+            older = self._runs.pop()
+            run = np.concatenate([older, run])
+            if older[-1] >= run[len(older)]:  # ascending keys need no sort
+                run.sort()
+        self._runs.append(run)
+
+
+_MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
+_MIX_2 = np.uint64(0x94D049BB133111EB)
+
+
+def mix(keys: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    """splitmix64's finalizer: spreads a key's bits before combining key columns."""
+    keys = (keys ^ (keys >> np.uint64(30))) * _MIX_1
+    keys = (keys ^ (keys >> np.uint64(27))) * _MIX_2
+    return keys ^ (keys >> np.uint64(31))
