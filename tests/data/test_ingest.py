@@ -16,28 +16,7 @@ import pytest
 
 import loopml
 from loopml.data import DataValidationError
-
-CONTRACT = """\
-columns:
-  customer_id: {type: int, nullable: false, unique: true}
-  age: {type: int, min: 0, max: 120}
-  plan: {type: category, categories: [basic, pro, team]}
-  spend: {type: float, min: 0}
-dataset:
-  key: [customer_id]
-"""
-
-
-def churn(rows: int = 100, start: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(start)
-    return pd.DataFrame(
-        {
-            "customer_id": np.arange(start, start + rows),
-            "age": rng.integers(18, 90, rows),
-            "plan": rng.choice(["basic", "pro", "team"], rows),
-            "spend": rng.random(rows).round(2) * 100,
-        }
-    )
+from tests.data.samples import CONTRACT, churn, dirty
 
 
 def objects(ws: loopml.Workspace) -> int:
@@ -144,14 +123,6 @@ def test_an_unreachable_sql_source_is_reported(sqlite_workspace: loopml.Workspac
 
 
 # -- contracts and policies ----------------------------------------------------------
-def dirty() -> pd.DataFrame:
-    frame = churn(10)
-    frame.loc[2, "age"] = 250  # far outside the contract
-    frame.loc[5, "plan"] = "gold"
-    frame.loc[7, "customer_id"] = 3  # duplicate key
-    return frame
-
-
 def test_fail_policy_stores_nothing_and_reports_every_problem(
     sqlite_workspace: loopml.Workspace,
 ) -> None:

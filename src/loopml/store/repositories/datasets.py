@@ -98,22 +98,10 @@ class DatasetRepository:
             existing = self._by_content(dataset_id, values["content_sha256"])
             if existing is not None:
                 return existing, False
-            try:
-                with self.db.write() as connection:
-                    number = connection.scalar(
-                        select(func.coalesce(func.max(DatasetVersionRow.version), 0)).where(
-                            DatasetVersionRow.dataset_id == dataset_id
-                        )
-                    )
-                    connection.execute(
-                        insert(DatasetVersionRow).values(
-                            dataset_id=dataset_id,
-                            version=int(number or 0) + 1,
-                            created_at=now_ms(),
-                            **values,
-                        )
-                    )
-            except IntegrityError:
+            scope = DatasetVersionRow.dataset_id == dataset_id
+            if not self._insert_next(
+                DatasetVersionRow, scope, {"dataset_id": dataset_id, **values}
+            ):
                 continue  # another writer took the number or stored the same content
             found = self._by_content(dataset_id, values["content_sha256"])
             assert found is not None
@@ -182,6 +170,23 @@ class DatasetRepository:
             ).first()
         return VersionRecord(*row) if row else None
 
+    def _insert_next(self, model: Any, scope: Any, values: dict[str, Any]) -> bool:
+        """Inserts ``values`` under the next version number within ``scope``; False when a
+        concurrent writer took that number (or stored the same content) first."""
+        try:
+            with self.db.write() as connection:
+                number = connection.scalar(
+                    select(func.coalesce(func.max(model.version), 0)).where(scope)
+                )
+                connection.execute(
+                    insert(model).values(
+                        version=int(number or 0) + 1, created_at=now_ms(), **values
+                    )
+                )
+        except IntegrityError:
+            return False
+        return True
+
     # -- contracts --------------------------------------------------------------
     def save_contract(self, name: str, sha256: str, body: str) -> ContractRecord:
         """Stores a contract version; the same body again returns the existing version."""
@@ -194,24 +199,8 @@ class DatasetRepository:
                 ).first()
                 if row is not None:
                     return _contract(row)
-            try:
-                with self.db.write() as connection:
-                    number = connection.scalar(
-                        select(func.coalesce(func.max(ContractRow.version), 0)).where(
-                            ContractRow.name == name
-                        )
-                    )
-                    connection.execute(
-                        insert(ContractRow).values(
-                            name=name,
-                            version=int(number or 0) + 1,
-                            sha256=sha256,
-                            body=body,
-                            created_at=now_ms(),
-                        )
-                    )
-            except IntegrityError:
-                continue
+            values = {"name": name, "sha256": sha256, "body": body}
+            self._insert_next(ContractRow, ContractRow.name == name, values)
         raise ValidationError(f"Could not store a contract for {name!r}; try again.")
 
     def contract(self, name: str, version: int | None = None) -> ContractRecord | None:
