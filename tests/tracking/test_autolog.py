@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 
-import joblib
 import numpy as np
 import pytest
 from sklearn.datasets import load_iris, make_regression
@@ -37,7 +35,7 @@ def test_fit_in_a_run_records_params_metrics_and_model(
     assert metrics["fit_time_s"] > 0
     assert metrics["training_accuracy"] == pytest.approx(model.score(X, y))
     assert 0.9 < metrics["training_roc_auc"] <= 1.0
-    restored = joblib.load(io.BytesIO(run.read_artifact("model/model.joblib")))
+    restored = run.load_model()
     assert np.array_equal(restored.predict(X), model.predict(X))
 
 

@@ -239,6 +239,12 @@ class Run:
             (Path(folder) / "model.json").write_text(json.dumps(description, indent=2))
             return self.log_artifacts(folder, path)
 
+    def load_model(self, path: str = "model") -> Any:
+        """The model stored with :meth:`log_model` under ``path``, checksums verified."""
+        import joblib
+
+        return joblib.load(io.BytesIO(self.read_artifact(f"{path}/model.joblib")))
+
     def artifacts(self, prefix: str = "") -> list[ArtifactInfo]:
         """The run's artifacts (optionally those under ``prefix``)."""
         return self._ws._blobs.run_artifacts(self.id, prefix)
