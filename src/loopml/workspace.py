@@ -35,6 +35,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from loopml.data.catalog import DataCatalog
+    from loopml.evaluation import Evaluation
+    from loopml.training import TrainResult
 
 __all__ = ["GcReport", "Workspace"]
 
@@ -340,6 +342,27 @@ class Workspace:
         return compile_search(
             experiment_ids, tree, parse_order_by(list(order_by or [])), include_deleted
         )
+
+    # -- training -------------------------------------------------------------
+    def train(self, model: Any, data: Any, target: str, **options: Any) -> TrainResult:
+        """Fits ``model`` on ``data`` and tracks the run; see :func:`loopml.training.train`."""
+        from loopml.training import train
+
+        return train(self, model, data, target, **options)
+
+    # -- evaluation -----------------------------------------------------------
+    def evaluate(self, model: Any, data: Any, target: str, **options: Any) -> Evaluation:
+        """Evaluates a model (estimator, Run, run id, ``runs:/<id>/model``) on data (a
+        DataFrame or ``"churn@4"``); see :func:`loopml.evaluation.evaluate` for options."""
+        from loopml.evaluation import evaluate
+
+        return evaluate(self, model, data, target, **options)
+
+    def evaluations(self, run: Run | str) -> list[Evaluation]:
+        """The stored evaluations of a run's model, oldest first."""
+        from loopml.evaluation import evaluations
+
+        return evaluations(self, run)
 
     # -- maintenance ----------------------------------------------------------
     def gc(self, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:

@@ -5,6 +5,7 @@
     loopml runs list|show|compare|delete|restore
     loopml experiments list|delete|restore
     loopml gc                     remove deleted runs and experiments for good
+    loopml train --config FILE    train a model as a YAML file describes it, tracked
 
 Every command takes ``--home PATH``; otherwise ``$LOOPML_HOME`` or ``./.loopml``.
 """
@@ -18,6 +19,7 @@ import typer
 from loopml.cli import data, experiments, runs
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
+from loopml.cli.train import train
 from loopml.cli.workspace import gc, init
 from loopml.errors import LoopmlError
 
@@ -56,6 +58,7 @@ def _root(
 app.command("init")(init)
 app.command("demo")(demo)
 app.command("gc")(gc)
+app.command("train")(train)
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(data.app, name="data")

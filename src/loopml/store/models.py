@@ -27,6 +27,7 @@ __all__ = [
     "DatasetRow",
     "DatasetVersionRow",
     "EnvironmentRow",
+    "EvaluationRow",
     "ExperimentRow",
     "LatestMetricRow",
     "MetricRow",
@@ -260,3 +261,21 @@ class SplitRow(Base):
     definition_sha256: Mapped[str] = mapped_column(String(64))
     assignment_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
     created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- evaluation layer ---------------------------------------------------------------
+class EvaluationRow(Base):
+    """One stored evaluation of a model on data: its headline metrics and its full result."""
+
+    __tablename__ = "evaluations"
+    __table_args__ = (Index(None, "run_id", "created_at"),)
+
+    evaluation_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The run whose model was evaluated (or the run it was logged to); NULL for a bare model.
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("dataset_versions.version_id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[str] = mapped_column(Text)  # JSON object: metric -> value
+    result: Mapped[str] = mapped_column(Text)  # JSON of Evaluation.to_dict()

@@ -1,0 +1,16 @@
+"""Training: ``ws.train(model, data=..., target=...)`` fits a model and tracks the run.
+
+    TrainResult     the run, the fitted model and its metrics
+    TrainingError   fitting raised; the run ended FAILED (``.run_id``)
+    TrainConfig     a ``train.yaml`` file read and checked (``loopml train --config``)
+
+Preprocessing (``loopml.training._preprocess``), splits and checks (``_data``),
+cross-validation (``_cross_validation``) and metrics (``_metrics``) are internal.
+"""
+
+from __future__ import annotations
+
+from loopml.training.config import TrainConfig, load_train_config
+from loopml.training.trainer import Trainer, TrainingError, TrainResult, train
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingError", "load_train_config", "train"]
