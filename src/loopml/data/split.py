@@ -71,22 +71,34 @@ def assign(definition: SplitDefinition, table: pa.Table) -> np.ndarray:
             raise ValidationError(
                 f"Column {column!r} is not in the data; it has {', '.join(table.column_names)}."
             )
-        values = table.column(column).to_numpy(zero_copy_only=False)
     if definition.by == "random":
         return _by_order(rng.permutation(rows), shares)
     if definition.by == "time":
+        values = table.column(column).to_numpy(zero_copy_only=False)
         return _by_order(np.argsort(values, kind="stable"), shares)
+    codes, count = _codes(table.column(column))
     if definition.by == "stratified":
         parts = np.empty(rows, dtype=np.int8)
-        _, codes = np.unique(values.astype(str), return_inverse=True)
-        for label in range(codes.max() + 1):
-            members = np.flatnonzero(codes == label)
+        by_label = np.argsort(codes, kind="stable")
+        bounds = np.cumsum(np.bincount(codes, minlength=count))[:-1]
+        for members in np.split(by_label, bounds):
             parts[members] = _by_order(rng.permutation(len(members)), shares)
         return parts
     # group: whole groups go to one part, groups shuffled with the seed
-    groups, codes = np.unique(values.astype(str), return_inverse=True)
-    group_parts = _by_order(rng.permutation(len(groups)), shares)
-    return group_parts[codes].astype(np.int8)
+    group_parts = _by_order(rng.permutation(count), shares)
+    parts_of_groups: np.ndarray = group_parts[codes].astype(np.int8)
+    return parts_of_groups
+
+
+def _codes(column: pa.ChunkedArray) -> tuple[np.ndarray, int]:
+    """A dense integer code per row (missing values form a group of their own), vectorized
+    for any column type, and how many codes there are."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column).combine_chunks()
+    distinct = len(encoded.dictionary)
+    codes = pc.fill_null(encoded.indices, distinct).to_numpy(zero_copy_only=False)
+    return codes.astype(np.int64), distinct + 1
 
 
 def _by_order(order: np.ndarray, shares: np.ndarray) -> np.ndarray:
