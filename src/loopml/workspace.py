@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
     from loopml.data.catalog import DataCatalog
     from loopml.evaluation import Evaluation
+    from loopml.evaluation.gate import GateResult
     from loopml.training import TrainResult
 
 __all__ = ["GcReport", "Workspace"]
@@ -363,6 +364,20 @@ class Workspace:
         from loopml.evaluation import evaluations
 
         return evaluations(self, run)
+
+    def gate(
+        self,
+        candidate: Any,
+        policy: Any,
+        champion: Any = None,
+        data: Any = None,
+        target: str | None = None,
+    ) -> GateResult:
+        """Passes or fails ``candidate`` on a gate policy (YAML path, YAML text or dict),
+        optionally against ``champion``; see :func:`loopml.evaluation.gate.gate`."""
+        from loopml.evaluation.gate import gate
+
+        return gate(self, candidate, policy, champion=champion, data=data, target=target)
 
     # -- maintenance ----------------------------------------------------------
     def gc(self, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:

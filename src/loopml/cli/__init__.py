@@ -19,6 +19,7 @@ import typer
 from loopml.cli import data, experiments, runs
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
+from loopml.cli.evaluate import evaluate, gate
 from loopml.cli.train import train
 from loopml.cli.workspace import gc, init
 from loopml.errors import LoopmlError
@@ -59,6 +60,8 @@ app.command("init")(init)
 app.command("demo")(demo)
 app.command("gc")(gc)
 app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("gate")(gate)
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(data.app, name="data")

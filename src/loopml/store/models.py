@@ -29,6 +29,7 @@ __all__ = [
     "EnvironmentRow",
     "EvaluationRow",
     "ExperimentRow",
+    "GateRow",
     "LatestMetricRow",
     "MetricRow",
     "ParamRow",
@@ -279,3 +280,22 @@ class EvaluationRow(Base):
     created_at: Mapped[int] = mapped_column(BigInteger)
     metrics: Mapped[str] = mapped_column(Text)  # JSON object: metric -> value
     result: Mapped[str] = mapped_column(Text)  # JSON of Evaluation.to_dict()
+
+
+# -- evaluation gates ---------------------------------------------------------------
+class GateRow(Base):
+    """One validation gate of a candidate model: passed or not, with every check's verdict."""
+
+    __tablename__ = "gates"
+    __table_args__ = (Index(None, "run_id", "created_at"),)
+
+    gate_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # The candidate's run; NULL for a bare model object.
+    run_id: Mapped[str | None] = mapped_column(ForeignKey("runs.run_id", ondelete="CASCADE"))
+    champion_run_id: Mapped[str | None] = mapped_column(String(32))
+    evaluation_id: Mapped[str | None] = mapped_column(
+        ForeignKey("evaluations.evaluation_id", ondelete="SET NULL"), index=True
+    )
+    passed: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    result: Mapped[str] = mapped_column(Text)  # JSON of GateResult.to_dict()
