@@ -466,3 +466,16 @@ def test_an_unwritable_location_is_a_config_error(tmp_path: Path) -> None:
 def test_an_unknown_protocol_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="nosuchproto"):
         ArtifactStore("nosuchproto://bucket/prefix")
+
+
+def test_a_moved_file_is_renamed_into_place_once(
+    local_store: ArtifactStore, tmp_path: Path
+) -> None:
+    tmp = Path(local_store.root) / "tmp" / "finished.parquet"
+    tmp.write_bytes(b"parquet bytes")
+    blob = local_store.put_file(tmp, move=True)
+    assert not tmp.exists()
+    assert local_store.read_bytes(blob.sha256) == b"parquet bytes"
+    again = tmp_path / "same.bin"
+    again.write_bytes(b"parquet bytes")
+    assert local_store.put_file(again, move=True) == blob  # already stored: left alone

@@ -75,12 +75,24 @@ class ArtifactStore:
         self.fs.invalidate_cache(path)
         return bool(self.fs.exists(path))
 
-    def put_file(self, path: str | os.PathLike[str]) -> StoredBlob:
-        """Stores a local file, streaming it in chunks; returns its hash and size."""
+    def put_file(self, path: str | os.PathLike[str], *, move: bool = False) -> StoredBlob:
+        """Stores a local file, streaming it in chunks; returns its hash and size.
+
+        ``move=True`` hands over a file nobody else holds (a finished temporary file): on
+        a local store it is renamed into place instead of read and copied a second time.
+        """
         source = Path(path)
         digest, size = _hash_file(source)
         if self.exists(digest):
             return StoredBlob(digest, size)
+        if move and self._local:
+            final = self.object_path(digest)
+            os.makedirs(os.path.dirname(final), exist_ok=True)
+            try:
+                os.replace(source, final)
+                return StoredBlob(digest, size)
+            except OSError:
+                pass  # another filesystem: copy below
         with source.open("rb") as handle:
             stored = self._write(handle)
         if stored.sha256 != digest:

@@ -152,7 +152,7 @@ class DataCatalog:
         parent: int | None,
         run_id: str | None,
     ) -> tuple[VersionRecord, bool]:
-        blob = self._ws.artifacts.put_file(written.path)
+        blob = self._ws.artifacts.put_file(written.path, move=True)
         self._ws._blobs.touch([(blob.sha256, blob.size)])
         return self._repo.add_version(
             name,

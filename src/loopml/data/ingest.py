@@ -9,8 +9,10 @@ checked; a failure at any point leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
+import queue
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +45,9 @@ class _Sink:
 
     Fixed row groups make the file the same whatever batch sizes the source produced,
     and the content hash covers the Arrow IPC form of each group, so the same rows
-    give the same hash from a CSV, a DataFrame or a Parquet file.
+    give the same hash from a CSV, a DataFrame or a Parquet file. Encoding, compression
+    and hashing run on a writer thread (pyarrow and hashlib release the GIL), so reading
+    and validating the next batch use the other core; a short queue bounds the memory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -54,6 +58,9 @@ class _Sink:
         self._schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
         self._hash = hashlib.sha256()
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0 and self._schema is not None:
@@ -74,30 +81,61 @@ class _Sink:
         assert self._schema is not None
         table = pa.Table.from_batches(self._pending, schema=self._schema)
         group, rest = table.slice(0, rows), table.slice(rows)
-        group = group.combine_chunks()
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, self._schema, compression="zstd")
-        self._writer.write_table(group, row_group_size=max(1, group.num_rows))
-        stream = pa.BufferOutputStream()
-        with pa.ipc.new_stream(stream, self._schema) as ipc:
-            ipc.write_table(group)
-        self._hash.update(stream.getvalue())
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._drain, name="loopml-ingest-writer")
+            self._thread.start()
+        self._raise_failure()
+        self._queue.put(group.combine_chunks())
         self.rows += group.num_rows
         self._pending = rest.to_batches()
         self._pending_rows = rest.num_rows
+
+    def _drain(self) -> None:
+        """The writer thread: encodes, compresses and hashes each row group in order."""
+        assert self._schema is not None
+        while (group := self._queue.get()) is not None:
+            if self._failure is not None:
+                continue  # keep taking groups so the producer never blocks forever
+            try:
+                if self._writer is None:
+                    # Dictionary encoding pays off on text; on numbers it costs time.
+                    text = [f.name for f in self._schema if pa.types.is_string(f.type)]
+                    self._writer = pq.ParquetWriter(
+                        self.path, self._schema, compression="zstd", use_dictionary=text
+                    )
+                self._writer.write_table(group, row_group_size=max(1, group.num_rows))
+                stream = pa.BufferOutputStream()
+                with pa.ipc.new_stream(stream, self._schema) as ipc:
+                    ipc.write_table(group)
+                self._hash.update(stream.getvalue())
+            except BaseException as error:  # re-raised in the producer's thread
+                self._failure = error
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
 
     def close(self) -> Written | None:
         """Flushes the last group; None when nothing (not even a schema) was written."""
         if self._schema is None:
             return None
-        if self._pending_rows or self._writer is None:
+        if self._pending_rows or self._thread is None:
             self._emit(self._pending_rows)
+        self._join()
+        self._raise_failure()
         assert self._writer is not None
         self._writer.close()
         self._hash.update(self._schema.serialize().to_pybytes())
         return Written(self.path, self._hash.hexdigest(), self.rows, self._schema)
 
     def abort(self) -> None:
+        self._join()
         if self._writer is not None:
             self._writer.close()
         self.path.unlink(missing_ok=True)
