@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Creates (or refreshes) the benchmarks' own virtual environment at benchmarks/.venv:
 # loopml from this checkout (editable) plus the peer tools in benchmarks/requirements.txt.
+# data.py also needs pandera there, and Great Expectations in a venv of its own,
+# benchmarks/.venv-gx (it needs pandas < 3; git-ignored by the root .venv-*/ rule).
 # Safe to run again: an existing venv is reused and pip only installs what is missing.
 set -euo pipefail
 
 export MLFLOW_DISABLE_TELEMETRY=true
 export DO_NOT_TRACK=1
 export RAY_USAGE_STATS_ENABLED=0
+export GX_ANALYTICS_ENABLED=false
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,4 +28,23 @@ import importlib.metadata as m
 for name in ("loopml", "mlflow", "sqlalchemy"):
     print(f"{name} {m.version(name)}")
 PY
+
+# data.py: pandera beside loopml, Great Expectations 1.x in its own venv (pandas < 3).
+pandera_pin="pandera==0.35.0"
+gx_pins=("great_expectations==1.24.1" "pandas<3" "pyarrow")
+gx_venv="$here/.venv-gx"
+"$venv/bin/python" -m pip install --quiet "$pandera_pin"
+if [ ! -x "$gx_venv/bin/python" ]; then
+    echo "creating $gx_venv with $("$python" --version 2>&1)" >&2
+    "$python" -m venv "$gx_venv"
+fi
+"$gx_venv/bin/python" -m pip install --quiet --upgrade pip
+"$gx_venv/bin/python" -m pip install --quiet "${gx_pins[@]}"
+"$venv/bin/python" -c 'import importlib.metadata as m; print("pandera", m.version("pandera"))'
+"$gx_venv/bin/python" - <<'PY'
+import importlib.metadata as m
+for name in ("great_expectations", "pandas"):
+    print(f"{name} {m.version(name)} (benchmarks/.venv-gx)")
+PY
 echo "ready: $venv/bin/python benchmarks/tracking.py" >&2
+echo "ready: $venv/bin/python benchmarks/data.py" >&2
