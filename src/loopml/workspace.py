@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from loopml.evaluation import Evaluation
     from loopml.evaluation.gate import GateResult
     from loopml.training import TrainResult
+    from loopml.training.search import TuneResult
 
 __all__ = ["GcReport", "Workspace"]
 
@@ -350,6 +351,16 @@ class Workspace:
         from loopml.training import train
 
         return train(self, model, data, target, **options)
+
+    def tune(
+        self, model: Any, space: Mapping[str, Any], data: Any, target: str, **options: Any
+    ) -> TuneResult:
+        """Searches ``space`` for the best params of ``model`` on Optuna, each trial a child
+        run of one parent run; see :func:`loopml.training.search.tune` for the options
+        (``n_trials``, ``executor="local"|"ray"``, ``metric``, ``cv``, ``sampler``, ...)."""
+        from loopml.training.search import tune
+
+        return tune(self, model, space, data, target, **options)
 
     # -- evaluation -----------------------------------------------------------
     def evaluate(self, model: Any, data: Any, target: str, **options: Any) -> Evaluation:

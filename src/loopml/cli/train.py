@@ -25,7 +25,8 @@ def train(
             "-c",
             metavar="FILE",
             help="A YAML file: model (import path), params, data, target, and optionally "
-            "features, split, cv, metrics, experiment, run_name, preprocess, task.",
+            "features, split, cv, metrics, experiment, run_name, preprocess, task, and "
+            "search (a hyperparameter search: n_trials, space, metric, executor, ...).",
             show_default=False,
             dir_okay=False,
         ),
@@ -48,8 +49,14 @@ def train(
     settings = dataclasses.replace(settings, **{k: v for k, v in overrides.items() if v})
     out = console()
     with open_workspace(home) as ws:
-        with out.status(f"Training {escape(settings.model)} on {escape(settings.data)}"):
-            result = settings.run(ws)
+        if settings.search is not None:
+            with out.status(f"Searching {escape(settings.model)} on {escape(settings.data)}"):
+                tuned = settings.tune(ws)
+            out.print(f"best params (trial {tuned.best_trial}): {escape(repr(tuned.best_params))}")
+            result: Any = TrainResult(tuned.run, tuned.best_model, tuned.best_metrics, "search")
+        else:
+            with out.status(f"Training {escape(settings.model)} on {escape(settings.data)}"):
+                result = settings.run(ws)
         out.print(_metrics_table(result))
         out.print(f"run id: [cyan]{result.run.id}[/]  experiment: {escape(result.run.experiment)}")
         home_flag = f" --home {home}" if home is not None else ""

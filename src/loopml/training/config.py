@@ -14,6 +14,11 @@ Example ``train.yaml``::
     run_name: rf-200                   # optional
     preprocess: true                   # optional
     task: classification               # optional
+    search:                            # optional: a hyperparameter search (ws.tune)
+      n_trials: 50
+      space: {C: {type: float, low: 0.001, high: 100, log: true}, penalty: [l1, l2]}
+      metric: roc_auc                  # optional; also direction, executor, sampler,
+                                       # pruner, study_name, timeout, workers
 """
 
 from __future__ import annotations
@@ -28,10 +33,16 @@ from typing import TYPE_CHECKING, Any
 from loopml.errors import ValidationError
 
 if TYPE_CHECKING:
+    from loopml.training.search import TuneResult
     from loopml.training.trainer import TrainResult
     from loopml.workspace import Workspace
 
-__all__ = ["TrainConfig", "import_object", "load_train_config"]
+__all__ = ["SEARCH_KEYS", "TrainConfig", "import_object", "load_train_config"]
+
+SEARCH_KEYS = (
+    "n_trials", "space", "metric", "direction", "executor", "sampler", "pruner",
+    "study_name", "timeout", "workers",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,7 @@ class TrainConfig:
     run_name: str | None = None
     preprocess: bool = True
     task: str | None = None
+    search: dict[str, Any] | None = None
 
     @classmethod
     def from_dict(cls, values: Any, source: str = "the config") -> TrainConfig:
@@ -79,6 +91,19 @@ class TrainConfig:
             raise ValidationError(
                 f"params in {source} must be a mapping, got {values['params']!r}."
             )
+        search = values.get("search")
+        if search is not None:
+            if not isinstance(search, dict) or not search.get("space"):
+                raise ValidationError(
+                    f"search in {source} must be a mapping with a space:, e.g. search: "
+                    "{n_trials: 50, space: {C: {type: float, low: 0.001, high: 100}}}."
+                )
+            unknown = [key for key in search if key not in SEARCH_KEYS]
+            if unknown:
+                raise ValidationError(
+                    f"Unknown search key(s) {', '.join(map(repr, unknown))} in {source}; "
+                    f"search takes {', '.join(SEARCH_KEYS)}."
+                )
         return cls(**{**values, "params": dict(values.get("params") or {})})
 
     def build_model(self) -> Any:
@@ -109,6 +134,29 @@ class TrainConfig:
             run_name=self.run_name,
             preprocess=self.preprocess,
             task=self.task,
+        )
+
+    def tune(self, workspace: Workspace) -> TuneResult:
+        """Searches as the ``search:`` section says: ``ws.tune`` with these settings."""
+        from loopml.training.search import tune
+
+        search = dict(self.search or {})
+        space = search.pop("space", None)
+        return tune(
+            workspace,
+            self.build_model(),
+            space=space or {},
+            data=self.data,
+            target=self.target,
+            features=self.features,
+            split=self.split,
+            experiment=self.experiment,
+            cv=self.cv,
+            metrics=self.metrics,
+            run_name=self.run_name,
+            preprocess=self.preprocess,
+            task=self.task,
+            **search,
         )
 
 
