@@ -139,7 +139,11 @@ def main() -> None:
 
             mlflow.set_tracking_uri(f"sqlite:///{Path(folder) / 'mlflow.db'}")
             mlflow_data = data.drop(columns=["segment", "group"])
-            with mlflow.start_run():
+            # Artifacts inside the temporary folder too (by default MLflow writes ./mlruns).
+            experiment = mlflow.create_experiment(
+                "evaluation-benchmark", artifact_location=(Path(folder) / "artifacts").as_uri()
+            )
+            with mlflow.start_run(experiment_id=experiment):
                 info = mlflow.sklearn.log_model(model, name="model")
 
                 def run_mlflow() -> None:
