@@ -32,10 +32,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_DATASET",
     "DEMO_EXPERIMENT",
+    "DEMO_POLICY",
     "DemoModel",
     "DemoResult",
     "demo_models",
     "run_demo",
+    "tune_and_gate",
 ]
 
 DEMO_EXPERIMENT = "demo"
@@ -53,6 +55,16 @@ class DemoModel:
     name: str
     params: dict[str, Any]
     build: Callable[[], Any]
+
+
+DEMO_POLICY = {
+    "checks": [
+        "roc_auc >= 0.95",
+        "roc_auc >= champion.roc_auc - 0.01",
+        "latency.p99_ms <= 50",
+    ]
+}
+"""The gate the tuned model must pass against the best hand-picked model."""
 
 
 @dataclass(frozen=True)
@@ -207,3 +219,35 @@ def _roc_figure(false_positive: Any, true_positive: Any, name: str, auc: float) 
         template="plotly_white",
     )
     return figure
+
+
+def tune_and_gate(
+    workspace: Workspace,
+    results: list[DemoResult],
+    experiment: str = DEMO_EXPERIMENT,
+    n_trials: int = 6,
+) -> tuple[Any, Any]:
+    """Searches the regularization of a logistic regression, then gates the best model
+    against the best of ``results`` (the champion) with :data:`DEMO_POLICY`.
+
+    Returns the search's result and the gate's result.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    version = workspace.data.version(DEMO_DATASET)
+    search = workspace.tune(
+        LogisticRegression(max_iter=2000),
+        space={"C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True}},
+        data=version,
+        target="target",
+        n_trials=n_trials,
+        metric="roc_auc",
+        sampler="tpe",
+        experiment=experiment,
+        run_name="logreg-search",
+    )
+    champion = max(results, key=lambda r: r.metrics["roc_auc"])
+    verdict = workspace.gate(
+        search.run, DEMO_POLICY, champion=champion.run_id, data=version, target="target"
+    )
+    return search, verdict

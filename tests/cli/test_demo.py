@@ -28,7 +28,7 @@ def test_demo_logs_one_run_per_model_with_metrics_and_a_roc_curve(
 ) -> None:
     home, _ = demo_home
     with loopml.Workspace.open(home) as ws:
-        runs = ws.search_runs("demo", output="runs")
+        runs = ws.search_runs("demo", filter="tags.source = 'loopml demo'", output="runs")
         assert {run.info.name for run in runs} == DEMO_RUNS
         for run in runs:
             assert run.info.status == "FINISHED"
@@ -44,13 +44,30 @@ def test_demo_logs_one_run_per_model_with_metrics_and_a_roc_curve(
 def test_demo_prints_a_ranking_and_the_next_command(demo_home: tuple[Path, str]) -> None:
     home, output = demo_home
     with loopml.Workspace.open(home) as ws:
-        best = ws.search_runs("demo", order_by=["metrics.roc_auc desc"]).iloc[0]
+        hand_picked = "tags.source = 'loopml demo'"
+        best = ws.search_runs("demo", filter=hand_picked, order_by=["metrics.roc_auc desc"]).iloc[0]
 
     assert "ranked by validation roc_auc" in output
     first = table_line(output, "│ 1 │")
     assert best["run_id"][:8] in first and best["run_name"] in first
     assert "loopml runs list --experiment demo" in output
     assert "5/5" in output  # the progress bar finished
+
+
+@pytest.mark.slow
+def test_demo_tunes_a_model_and_prints_its_gate(demo_home: tuple[Path, str]) -> None:
+    home, output = demo_home
+    with loopml.Workspace.open(home) as ws:
+        search = ws.search_runs("demo", filter="run_name = 'logreg-search'", output="runs")[0]
+        trials = search.children()
+        gate_status = search.tags.get("gate.status")
+    assert len(trials) == 6 and all("C" in t.params for t in trials)
+    assert "Best of the search: C=" in output
+    assert "Gate checks of logreg-search" in output
+    for check in ("roc_auc >= 0.95", "champion.roc_auc", "latency.p99_ms <= 50"):
+        assert check in output
+    assert gate_status in {"passed", "failed"}
+    assert gate_status.upper()[:4] in output
 
 
 @pytest.mark.slow

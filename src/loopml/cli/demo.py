@@ -17,7 +17,8 @@ from rich.progress import (
 from rich.table import Table
 
 from loopml.cli._output import HomeOption, console, format_number, open_workspace, short_id
-from loopml.demo import DEMO_EXPERIMENT, DemoResult, demo_models, run_demo
+from loopml.cli.evaluate import _checks_heading, _checks_table
+from loopml.demo import DEMO_EXPERIMENT, DemoResult, demo_models, run_demo, tune_and_gate
 
 
 def demo(
@@ -26,7 +27,7 @@ def demo(
     ] = DEMO_EXPERIMENT,
     home: HomeOption = None,
 ) -> None:
-    """Train a few scikit-learn models on the breast cancer dataset and track each as a run."""
+    """Version a dataset, train a few tracked models on it, tune one and gate it."""
     out = console()
     models = demo_models()
     with open_workspace(home, create=True) as ws:
@@ -50,7 +51,16 @@ def demo(
                 progress.update(task, description=label, completed=done, total=total)
 
             results = run_demo(ws, experiment, models=models, on_progress=update)
-    out.print(_ranking(results, experiment))
+        out.print(_ranking(results, experiment))
+        with out.status("Searching C for a logistic regression (6 trials), then gating it"):
+            search, verdict = tune_and_gate(ws, results, experiment)
+    out.print(
+        f"Best of the search: C={search.best_params['C']:.4g}, "
+        f"roc_auc {format_number(search.best_metrics['roc_auc'])} "
+        f"(run {short_id(search.run.id)})"
+    )
+    out.print(_checks_heading(verdict, f"logreg-search ({short_id(search.run.id)})"))
+    out.print(_checks_table(verdict))
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
     out.print(
