@@ -53,6 +53,7 @@ from loopml.training.trainer import (
     _estimator_params,
     _fitter,
     _texts,
+    training_settings,
 )
 
 if TYPE_CHECKING:
@@ -254,15 +255,7 @@ class _Problem:
                 loaded.parts["train"][target], loaded.parts["valid"][target], target, spec["by"]
             )
         preprocess = bool(options.get("preprocess", True))
-        settings = {
-            "train.data": loaded.description,
-            "train.target": target,
-            "train.features": feature_names,
-            "train.task": task,
-            "train.split": spec,
-            "train.cv": folds,
-            "train.preprocess": preprocess,
-        }
+        settings = training_settings(loaded, target, feature_names, task, spec, folds, preprocess)
         settings = {key: value for key, value in settings.items() if value is not None}
         fixed = dict(options.get("params") or {})
         return cls(

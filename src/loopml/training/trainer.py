@@ -154,15 +154,7 @@ def train(
         check_classes(
             loaded.parts["train"][target], loaded.parts["valid"][target], target, spec["by"]
         )
-    settings = {
-        "train.data": loaded.description,
-        "train.target": target,
-        "train.features": feature_names,
-        "train.task": task,
-        "train.split": spec,
-        "train.cv": folds,
-        "train.preprocess": preprocess,
-    }
+    settings = training_settings(loaded, target, feature_names, task, spec, folds, preprocess)
     fit = _fitter(model, params, is_trainer, preprocess, loaded, feature_names)
     if experiment is None:
         experiment = loaded.version.name if loaded.version is not None else "default"
@@ -311,4 +303,25 @@ def _texts(values: Mapping[str, Any]) -> dict[str, Any]:
     return {
         key: (text if len(text := param_text(value)) <= _MAX_PARAM_TEXT else text[:_MAX_PARAM_TEXT])
         for key, value in values.items()
+    }
+
+
+def training_settings(
+    loaded: Any,
+    target: str,
+    features: Any,
+    task: str,
+    split: Any,
+    folds: Any,
+    preprocess: bool,
+) -> dict[str, Any]:
+    """The ``train.*`` params a training (or search) run records about how it trained."""
+    return {
+        "train.data": loaded.description,
+        "train.target": target,
+        "train.features": features,
+        "train.task": task,
+        "train.split": split,
+        "train.cv": folds,
+        "train.preprocess": preprocess,
     }
