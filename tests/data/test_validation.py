@@ -702,3 +702,22 @@ if __name__ == "__main__":
     import sys
 
     _throughput(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+
+
+def test_seen_set_marks_exactly_the_later_repeats_across_many_batches() -> None:
+    from loopml.data._uniqueness import SeenSet
+
+    rng = np.random.default_rng(3)
+    keys = rng.integers(0, 50_000, 200_000).astype(np.uint64)  # many repeats
+    seen = SeenSet()
+    marked = []
+    for start in range(0, len(keys), 7_000):
+        batch = keys[start : start + 7_000]
+        repeats = seen.repeats(batch, None)
+        marked.append(np.zeros(len(batch), bool) if repeats is None else repeats)
+    first_seen: set[int] = set()
+    expected = []
+    for key in keys.tolist():
+        expected.append(key in first_seen)
+        first_seen.add(key)
+    assert np.array_equal(np.concatenate(marked), np.array(expected))

@@ -62,11 +62,19 @@ class KeyEncoder:
         return np.asarray(hashed.to_numpy(), dtype=np.uint64)
 
 
+_MARK_BITS = 25  # 32 MiB of marks: under a fifth of slots taken at 10M keys on average
+
+
 class SeenSet:
-    """Every key seen so far, as sorted uint64 runs merged like a binary counter."""
+    """Every key seen so far, as sorted uint64 runs merged like a binary counter.
+
+    A byte per hashed slot marks the keys already seen: only keys whose slot is marked
+    need the binary searches through the runs, which for new keys is rarely the case.
+    """
 
     def __init__(self) -> None:
         self._runs: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
+        self._marks: np.ndarray[Any, np.dtype[np.uint8]] | None = None
 
     def repeats(
         self,
@@ -80,14 +88,14 @@ class SeenSet:
         ordered = np.sort(candidates)
         later = np.zeros(len(ordered), dtype=np.bool_)
         later[1:] = ordered[1:] == ordered[:-1]
-        earlier = self._contains(ordered)
+        earlier = self._earlier(ordered)
         if not later.any() and (earlier is None or not earlier.any()):
             self._add(ordered)
             return None
         order = np.argsort(candidates, kind="stable")  # equal keys keep their row order
         ordered = candidates[order]
         later[1:] = ordered[1:] == ordered[:-1]
-        earlier = self._contains(ordered)
+        earlier = self._earlier(ordered)
         repeated_sorted = later if earlier is None else later | earlier
         self._add(ordered[~later])
         repeated = np.empty(len(candidates), dtype=np.bool_)
@@ -97,6 +105,22 @@ class SeenSet:
         full = np.zeros(len(keys), dtype=np.bool_)
         full[rows] = repeated
         return full
+
+    def _earlier(
+        self, ordered: np.ndarray[Any, np.dtype[np.uint64]]
+    ) -> np.ndarray[Any, np.dtype[np.bool_]] | None:
+        """Which of the sorted keys were seen before; None when none can have been."""
+        if self._marks is None or not len(ordered):
+            return None
+        maybe = np.flatnonzero(self._marks[_slots(ordered)])
+        if not len(maybe):
+            return None
+        inside = self._contains(ordered[maybe])  # a subset of sorted keys stays sorted
+        if inside is None:
+            return None
+        found = np.zeros(len(ordered), dtype=np.bool_)
+        found[maybe] = inside
+        return found
 
     def _contains(
         self, ordered: np.ndarray[Any, np.dtype[np.uint64]]
@@ -121,12 +145,19 @@ class SeenSet:
         run = ordered
         if not len(run):
             return
+        if self._marks is None:
+            self._marks = np.zeros(1 << _MARK_BITS, dtype=np.uint8)
+        self._marks[_slots(run)] = 1
         while self._runs and len(self._runs[-1]) <= 2 * len(run):
             older = self._runs.pop()
             run = np.concatenate([older, run])
             if older[-1] >= run[len(older)]:  # ascending keys need no sort
-                run.sort()
+                run.sort(kind="stable")  # timsort merges the two sorted runs in one pass
         self._runs.append(run)
+
+
+def _slots(keys: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[np.uint64]]:
+    return mix(keys) >> np.uint64(64 - _MARK_BITS)
 
 
 _MIX_1 = np.uint64(0xBF58476D1CE4E5B9)
