@@ -112,7 +112,7 @@ def import_optuna() -> Any:
     try:
         import optuna
     except ImportError:
-        raise ConfigError("ws.tune needs Optuna; run: pip install 'loopml[tuning]'.") from None
+        raise ConfigError("ws.tune needs Optuna; run: pip install optuna.") from None
     return optuna
 
 
