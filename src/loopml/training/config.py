@@ -121,20 +121,22 @@ class TrainConfig:
         """Trains as configured: ``ws.train`` with these settings."""
         from loopml.training.trainer import train
 
-        return train(
-            workspace,
-            self.build_model(),
-            data=self.data,
-            target=self.target,
-            features=self.features,
-            split=self.split,
-            experiment=self.experiment,
-            cv=self.cv,
-            metrics=self.metrics,
-            run_name=self.run_name,
-            preprocess=self.preprocess,
-            task=self.task,
-        )
+        return train(workspace, self.build_model(), **self._options())
+
+    def _options(self) -> dict[str, Any]:
+        """The settings ``train`` and ``tune`` share."""
+        return {
+            "data": self.data,
+            "target": self.target,
+            "features": self.features,
+            "split": self.split,
+            "experiment": self.experiment,
+            "cv": self.cv,
+            "metrics": self.metrics,
+            "run_name": self.run_name,
+            "preprocess": self.preprocess,
+            "task": self.task,
+        }
 
     def tune(self, workspace: Workspace) -> TuneResult:
         """Searches as the ``search:`` section says: ``ws.tune`` with these settings."""
@@ -142,22 +144,7 @@ class TrainConfig:
 
         search = dict(self.search or {})
         space = search.pop("space", None)
-        return tune(
-            workspace,
-            self.build_model(),
-            space=space or {},
-            data=self.data,
-            target=self.target,
-            features=self.features,
-            split=self.split,
-            experiment=self.experiment,
-            cv=self.cv,
-            metrics=self.metrics,
-            run_name=self.run_name,
-            preprocess=self.preprocess,
-            task=self.task,
-            **search,
-        )
+        return tune(workspace, self.build_model(), space=space or {}, **self._options(), **search)
 
 
 def load_train_config(path: str | os.PathLike[str]) -> TrainConfig:
