@@ -8,12 +8,15 @@ Everything starts from a :class:`Workspace`::
         run.log_metric("auc", 0.91)
 """
 
+from loopml import models
 from loopml.errors import (
     ArtifactError,
     ConfigError,
     ConflictError,
     CorruptArtifactError,
+    IncompatibleModelError,
     LoopmlError,
+    ModelLoadError,
     NotFoundError,
     SchemaVersionError,
     ValidationError,
@@ -30,7 +33,9 @@ __all__ = [
     "ConflictError",
     "CorruptArtifactError",
     "GcReport",
+    "IncompatibleModelError",
     "LoopmlError",
+    "ModelLoadError",
     "NotFoundError",
     "Run",
     "SchemaVersionError",
@@ -39,4 +44,5 @@ __all__ = [
     "__version__",
     "active_run",
     "autolog",
+    "models",
 ]

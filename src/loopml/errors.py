@@ -2,12 +2,15 @@
 
     LoopmlError
     ├── ConfigError            loopml is misconfigured or misused (bad URL, unwritable home)
-    │   └── SchemaVersionError the database was written by a newer loopml
+    │   ├── SchemaVersionError the database was written by a newer loopml
+    │   └── IncompatibleModelError  a model needs packages (or a Python) this one lacks
     ├── ValidationError        your input is wrong (bad filter, conflicting param, bad value)
+    │   └── ExportError        a model cannot be exported as asked, or would predict differently
     ├── NotFoundError          no such experiment, run or artifact
     ├── ConflictError          the thing exists already in another state
-    └── ArtifactError
-        └── CorruptArtifactError  stored bytes no longer match their sha256
+    ├── ArtifactError
+    │   └── CorruptArtifactError  stored bytes no longer match their sha256
+    └── ModelLoadError         a model file passed its checks but would not load
 
 Each class also subclasses the matching built-in exception, so ``except LookupError``
 works, and carries an HTTP status and a one-line CLI headline.
@@ -20,7 +23,10 @@ __all__ = [
     "ConfigError",
     "ConflictError",
     "CorruptArtifactError",
+    "ExportError",
+    "IncompatibleModelError",
     "LoopmlError",
+    "ModelLoadError",
     "NotFoundError",
     "SchemaVersionError",
     "ValidationError",
@@ -79,3 +85,23 @@ class CorruptArtifactError(ArtifactError):
     """The stored bytes of an artifact do not match its content hash."""
 
     headline = "Corrupted artifact"
+
+
+class IncompatibleModelError(ConfigError):
+    """A model bundle needs a Python or packages that differ in major version, or are missing."""
+
+    headline = "Model needs other packages"
+
+
+class ModelLoadError(LoopmlError, RuntimeError):
+    """A model file's bytes are intact but unpickling (or its flavor's loader) failed."""
+
+    http_status = 500
+    headline = "Model could not be loaded"
+
+
+class ExportError(ValidationError):
+    """A model cannot be exported to the requested format, or the export would predict
+    differently from the model; the message names the step and the formats that work."""
+
+    headline = "Model cannot be exported"

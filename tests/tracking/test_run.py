@@ -336,3 +336,49 @@ def test_a_corrupted_artifact_is_refused_not_returned(
         run.download_artifacts(tmp_path / "out")
     assert not (tmp_path / "out" / "data.txt").exists()
     assert run.artifacts()[0].sha256 == info.sha256  # the record is kept for a restore
+
+
+def test_log_model_stores_a_bundle_and_load_model_returns_the_model(
+    workspace: loopml.Workspace,
+) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from loopml.data.contract import load_contract
+
+    frame = pd.DataFrame({"spend": [1.0, 5.0, 9.0, 12.0], "tenure": [1, 2, 30, 40]})
+    target = [0, 0, 1, 1]
+    model = LogisticRegression().fit(frame, target)
+    contract = load_contract({"columns": {"spend": "float", "tenure": "int", "churned": "int"}})
+    with workspace.start_run() as run:
+        run.log_model(model, "churn", signature=contract, input_example=frame.head(2))
+
+    assert {a.path for a in run.artifacts()} == {
+        "churn/loopml-model.yaml",
+        "churn/model.joblib",
+        "churn/requirements.txt",
+        "churn/input_example.json",
+    }
+    restored = run.load_model("churn")
+    assert isinstance(restored, LogisticRegression)
+    assert restored.predict(frame).tolist() == model.predict(frame).tolist()
+    loaded = loopml.models.load(f"runs:/{run.id}/churn", workspace=workspace)
+    assert loaded.signature.input_names == ["spend", "tenure"]
+    with pytest.raises(loopml.NotFoundError, match="no model bundle at 'model'"):
+        run.load_model()
+
+
+def test_logging_a_model_over_one_with_more_files_is_refused(
+    workspace: loopml.Workspace,
+) -> None:
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    model = LinearRegression().fit(frame, [1.0, 2.0, 3.0])
+    with workspace.start_run() as run:
+        run.log_model(model, input_example=frame)
+        run.log_model(model, input_example=frame)  # the same files again: replaced
+        with pytest.raises(loopml.ConflictError, match=r"model/input_example\.json"):
+            run.log_model(model)
+    assert run.load_model().predict(frame).tolist() == pytest.approx([1.0, 2.0, 3.0])

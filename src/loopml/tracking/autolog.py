@@ -50,14 +50,16 @@ def _wrap(fit: Any) -> Any:
             return fit(self, *args, **kwargs)
         X = args[0] if args else kwargs.get("X")
         y = args[1] if len(args) > 1 else kwargs.get("y")
+        # Held through _record too: the metric functions fit encoders of their own, which
+        # must not be autologged as the run's model.
         token = _inside_fit.set(True)
         try:
             started = time.perf_counter()
             result = fit(self, *args, **kwargs)
             elapsed = time.perf_counter() - started
+            _record(run, self, X, y, elapsed, kwargs.get("sample_weight"))
         finally:
             _inside_fit.reset(token)
-        _record(run, self, X, y, elapsed, kwargs.get("sample_weight"))
         return result
 
     setattr(fit_and_log, _ORIGINAL, fit)

@@ -7,7 +7,6 @@ import json
 import math
 import numbers
 import os
-import platform
 import tempfile
 import time
 import traceback
@@ -17,12 +16,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from loopml.errors import NotFoundError, ValidationError
+from loopml.errors import ConflictError, NotFoundError, ValidationError
 from loopml.store.entities import ArtifactInfo, RunInfo, RunStatus
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from loopml.data.contract import Contract
+    from loopml.models import Signature
     from loopml.workspace import Workspace
 
 __all__ = ["MAX_PARAM_LENGTH", "Run", "active_run"]
@@ -66,6 +67,11 @@ class Run:
         """The run's stored attributes (status, times, code version, ...), read fresh."""
         self._info = self._ws._runs.get(self.id)
         return self._info
+
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace the run is stored in."""
+        return self._ws
 
     @property
     def experiment(self) -> str:
@@ -225,25 +231,42 @@ class Run:
             f"log_figure takes a matplotlib or Plotly figure, got {type(figure).__name__}."
         )
 
-    def log_model(self, model: Any, path: str = "model") -> list[ArtifactInfo]:
-        """Stores a fitted model (joblib) with a small JSON description of it."""
-        import joblib
+    def log_model(
+        self,
+        model: Any,
+        path: str = "model",
+        *,
+        signature: Signature | Contract | None = None,
+        input_example: pd.DataFrame | list[dict[str, Any]] | None = None,
+    ) -> list[ArtifactInfo]:
+        """Stores a fitted model as a model bundle under ``path``.
 
-        description = {
-            "class": f"{type(model).__module__}.{type(model).__qualname__}",
-            "serialization": "joblib",
-            "python": platform.python_version(),
-        }
+        ``signature`` (a Signature, or the training data's contract) and
+        ``input_example`` are as in :func:`loopml.models.write_bundle`. Load it back with
+        :meth:`load_model` or ``loopml.models.load(f"runs:/{run.id}/{path}")``.
+        """
+        from loopml.models import MANIFEST_NAME, write_bundle
+
+        path = _artifact_name(path)
         with tempfile.TemporaryDirectory() as folder:
-            joblib.dump(model, Path(folder) / "model.joblib")
-            (Path(folder) / "model.json").write_text(json.dumps(description, indent=2))
-            return self.log_artifacts(folder, path)
+            bundle = Path(folder) / "bundle"
+            manifest = write_bundle(model, bundle, signature=signature, input_example=input_example)
+            # Logging again replaces files by path; one left over would fail verification.
+            written = {f"{path}/{name}" for name in [*manifest.files, MANIFEST_NAME]}
+            stale = sorted({a.path for a in self.artifacts(path)} - written)
+            if stale:
+                raise ConflictError(
+                    f"Run {self.id} already has {', '.join(stale)} under {path!r}, which this "
+                    "model would not replace; log it under another path."
+                )
+            return self.log_artifacts(bundle, path)
 
     def load_model(self, path: str = "model") -> Any:
-        """The model stored with :meth:`log_model` under ``path``, checksums verified."""
-        import joblib
+        """The model object stored with :meth:`log_model` under ``path``, every file
+        verified against its manifest (``loopml.models.load`` adds input checks)."""
+        from loopml.models import load
 
-        return joblib.load(io.BytesIO(self.read_artifact(f"{path}/model.joblib")))
+        return load(f"runs:/{self.id}/{path}", workspace=self._ws).model
 
     def artifacts(self, prefix: str = "") -> list[ArtifactInfo]:
         """The run's artifacts (optionally those under ``prefix``)."""
