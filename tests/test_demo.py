@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import loopml
-from loopml.demo import DemoModel, demo_models, run_demo
+from loopml.demo import DEMO_DATASET, DEMO_SPLIT, DemoModel, demo_models, run_demo, tune_and_gate
 
 
 @pytest.fixture
@@ -38,14 +38,19 @@ def test_run_demo_records_params_and_artifacts(tmp_path: Path, two_models: list[
 
         assert run.params["model"] == "logistic_regression"
         assert run.params["C"] == "1.0"
-        assert run.params["n_train"] == "427" and run.params["n_valid"] == "142"
-        assert {a.path for a in run.artifacts()} == {
+        assert (run.params["n_train"], run.params["n_valid"], run.params["n_test"]) == (
+            "341",
+            "115",
+            "113",
+        )
+        paths = {a.path for a in run.artifacts()}
+        # The files of the model folder are Run.log_model's to choose; the rest are the demo's.
+        assert {p for p in paths if not p.startswith("model/")} == {
             "roc_curve.html",
             "plotly.min.js",
             "confusion_matrix.json",
-            "model/model.joblib",
-            "model/model.json",
         }
+        assert "model/model.joblib" in paths
 
 
 def test_gradient_boosting_logs_validation_loss_per_stage(
@@ -68,3 +73,26 @@ def test_run_demo_reports_progress_before_each_model_and_at_the_end(
         run_demo(ws, models=two_models, on_progress=lambda *event: seen.append(event))
 
     assert seen == [("logreg-C1", 0, 2), ("gradient-boosting", 1, 2), ("done", 2, 2)]
+
+
+def test_the_gate_judges_the_tuned_model_on_held_out_rows_only(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    from sklearn.metrics import roc_auc_score
+
+    with loopml.Workspace.open(tmp_path) as ws:
+        results = run_demo(ws, models=two_models)
+        gated = tune_and_gate(ws, results, n_trials=2)
+        parts = ws.data.split(DEMO_DATASET, **DEMO_SPLIT)
+        [evaluation] = ws.evaluations(gated.search.run)
+        search_inputs = sorted(role for _, role in gated.search.run.inputs())
+        hand_picked_inputs = sorted(role for _, role in ws.get_run(results[0].run_id).inputs())
+
+    held_out = parts["test"]
+    assert gated.held_out_rows == evaluation.n_rows == len(held_out) == 113
+    assert sum(len(part) for part in parts.values()) == 569  # the parts share no row
+    assert search_inputs == hand_picked_inputs == ["train", "valid"]
+    assert '"test": 0.2' in gated.search.run.params["train.split"]
+    scores = gated.search.best_model.predict_proba(held_out.drop(columns="target"))[:, 1]
+    roc_auc = next(c for c in gated.verdict.checks if c.expression == "roc_auc >= 0.95").value
+    assert roc_auc == pytest.approx(roc_auc_score(held_out["target"], scores))

@@ -10,12 +10,15 @@
             print(result.run_name, result.metrics["roc_auc"])
 
 The breast cancer data that scikit-learn ships is ingested as the dataset
-``breast-cancer`` under a contract inferred from it, and split (stratified, stored,
-reproducible) into train and valid parts. Each model becomes one run in the experiment
-``demo`` that records both parts as its inputs, with its params, validation
-metrics (accuracy, roc_auc, f1, log_loss), a Plotly ROC curve (``roc_curve.html``),
-a confusion matrix (``confusion_matrix.json``) and the fitted model. Gradient boosting
-also logs its validation loss after every boosting stage, as a metric history.
+``breast-cancer`` under a contract inferred from it, and split once (:data:`DEMO_SPLIT`:
+stratified, stored, reproducible) into train, valid and test parts. Each model becomes
+one run in the experiment ``demo`` that records the train and valid parts as its inputs,
+with its params, validation metrics (accuracy, roc_auc, f1, log_loss), a Plotly ROC curve
+(``roc_curve.html``), a confusion matrix (``confusion_matrix.json``) and the fitted
+model. Gradient boosting also logs its validation loss after every boosting stage, as a
+metric history. :func:`tune_and_gate` then searches on the same train and valid parts,
+and gates the best model against the best hand-picked one on the test part, rows that
+no model fit on and no choice was made with.
 """
 
 from __future__ import annotations
@@ -26,13 +29,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from loopml.evaluation.gate import GateResult
     from loopml.tracking.run import Run
+    from loopml.training.search import TuneResult
     from loopml.workspace import Workspace
 
 __all__ = [
     "DEMO_DATASET",
     "DEMO_EXPERIMENT",
     "DEMO_POLICY",
+    "DEMO_SPLIT",
+    "DemoGate",
     "DemoModel",
     "DemoResult",
     "demo_models",
@@ -43,6 +50,14 @@ __all__ = [
 DEMO_EXPERIMENT = "demo"
 DEMO_DATASET = "breast-cancer"
 _SEED = 0
+DEMO_SPLIT: dict[str, Any] = {
+    "by": "stratified",
+    "column": "target",
+    "fractions": {"train": 0.6, "valid": 0.2, "test": 0.2},
+    "seed": _SEED,
+}
+"""The demo's one split: models fit on train and are compared on valid; the gate judges
+on test, rows held out from every fit and every choice."""
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(model name, models done, models in total)`` before each model and at the end."""
@@ -65,6 +80,16 @@ DEMO_POLICY = {
     ]
 }
 """The gate the tuned model must pass against the best hand-picked model."""
+
+
+@dataclass(frozen=True)
+class DemoGate:
+    """What :func:`tune_and_gate` produced: the search, and its gate on held-out rows."""
+
+    search: TuneResult
+    verdict: GateResult
+    held_out_rows: int  # the test part of DEMO_SPLIT, which the gate evaluated on
+    dataset: str
 
 
 @dataclass(frozen=True)
@@ -131,13 +156,15 @@ def run_demo(
     frame = load_breast_cancer(as_frame=True).frame
     contract = workspace.data.infer_contract(frame)
     version = workspace.data.ingest(frame, name=DEMO_DATASET, contract=contract)
-    parts = workspace.data.split(
-        version, by="stratified", column="target",
-        fractions={"train": 0.75, "valid": 0.25}, seed=_SEED,
-    )  # fmt: skip
+    parts = workspace.data.split(version, **DEMO_SPLIT)
     x_train, y_train = parts["train"].drop(columns="target"), parts["train"]["target"]
     x_valid, y_valid = parts["valid"].drop(columns="target"), parts["valid"]["target"]
-    dataset_params = {"dataset": version.ref, "n_train": len(x_train), "n_valid": len(x_valid)}
+    dataset_params = {
+        "dataset": version.ref,
+        "n_train": len(x_train),
+        "n_valid": len(x_valid),
+        "n_test": len(parts["test"]),
+    }
     results = []
     for done, candidate in enumerate(candidates):
         if on_progress is not None:
@@ -226,11 +253,10 @@ def tune_and_gate(
     results: list[DemoResult],
     experiment: str = DEMO_EXPERIMENT,
     n_trials: int = 6,
-) -> tuple[Any, Any]:
-    """Searches the regularization of a logistic regression, then gates the best model
-    against the best of ``results`` (the champion) with :data:`DEMO_POLICY`.
-
-    Returns the search's result and the gate's result.
+) -> DemoGate:
+    """Searches the regularization of a logistic regression on the train and valid parts
+    of :data:`DEMO_SPLIT`, then gates the best model against the best of ``results`` (the
+    champion) with :data:`DEMO_POLICY` on the test part, which neither has seen.
     """
     from sklearn.linear_model import LogisticRegression
 
@@ -240,14 +266,16 @@ def tune_and_gate(
         space={"C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True}},
         data=version,
         target="target",
+        split=DEMO_SPLIT,
         n_trials=n_trials,
         metric="roc_auc",
         sampler="tpe",
         experiment=experiment,
         run_name="logreg-search",
     )
+    held_out = workspace.data.split(version, **DEMO_SPLIT)["test"]  # the stored rows again
     champion = max(results, key=lambda r: r.metrics["roc_auc"])
     verdict = workspace.gate(
-        search.run, DEMO_POLICY, champion=champion.run_id, data=version, target="target"
+        search.run, DEMO_POLICY, champion=champion.run_id, data=held_out, target="target"
     )
-    return search, verdict
+    return DemoGate(search, verdict, len(held_out), version.ref)

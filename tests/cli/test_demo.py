@@ -61,8 +61,11 @@ def test_demo_tunes_a_model_and_prints_its_gate(demo_home: tuple[Path, str]) -> 
         search = ws.search_runs("demo", filter="run_name = 'logreg-search'", output="runs")[0]
         trials = search.children()
         gate_status = search.tags.get("gate.status")
+        [evaluation] = ws.evaluations(search)
     assert len(trials) == 6 and all("C" in t.params for t in trials)
+    assert evaluation.n_rows == 113  # the held-out test part, not the 569 rows of the data
     assert "Best of the search: C=" in output
+    assert "on 113 held-out rows of breast-cancer@1" in output
     assert "Gate checks of logreg-search" in output
     for check in ("roc_auc >= 0.95", "champion.roc_auc", "latency.p99_ms <= 50"):
         assert check in output

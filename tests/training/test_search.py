@@ -90,6 +90,23 @@ def test_each_trial_is_a_child_run_and_the_best_goes_to_the_parent(
     assert stored.get_params()["model__max_depth"] == result.best_params["max_depth"]
 
 
+def test_the_parent_records_the_dataset_version_it_searched_on(
+    sqlite_workspace: loopml.Workspace,
+) -> None:
+    version = sqlite_workspace.data.ingest(data(), name="churn")
+    result = sqlite_workspace.tune(
+        DecisionTreeClassifier(random_state=0),
+        space=TREE_SPACE,
+        data="churn",
+        target="churned",
+        n_trials=1,
+    )
+    assert sorted((v.ref, role) for v, role in result.run.inputs()) == [
+        (version.ref, "train"),
+        (version.ref, "valid"),
+    ]
+
+
 def test_cross_validation_reports_each_fold_to_the_trial(
     sqlite_workspace: loopml.Workspace,
 ) -> None:

@@ -108,6 +108,23 @@ def test_time_split_passes_through(ws: loopml.Workspace) -> None:
     assert '"by": "time"' in result.run.params["train.split"]
 
 
+def test_a_test_part_of_the_split_is_held_out_from_training(ws: loopml.Workspace) -> None:
+    split = {"by": "random", "fractions": {"train": 0.6, "valid": 0.2, "test": 0.2}}
+    seen: dict[str, set[int]] = {}
+
+    def fit(train: pd.DataFrame, valid: pd.DataFrame, params: dict[str, Any]) -> object:
+        seen.update(train=set(train["customer_id"]), valid=set(valid["customer_id"]))
+        return DummyClassifier().fit(train[["spend"]], train["churned"])
+
+    result = ws.train(fit, data="churn", target="churned", split=split, task="classification")
+
+    parts = ws.data.split("churn", **split)
+    assert seen == {part: set(parts[part]["customer_id"]) for part in ("train", "valid")}
+    assert not set(parts["test"]["customer_id"]) & (seen["train"] | seen["valid"])
+    assert len(parts["test"]) == 60
+    assert '"test": 0.2' in result.run.params["train.split"]
+
+
 def test_dataframe_data_records_its_shape_not_a_version(sqlite_workspace: loopml.Workspace) -> None:
     result = sqlite_workspace.train(LogisticRegression(), data=customers(), target="churned")
     assert result.run.inputs() == []

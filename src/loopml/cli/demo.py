@@ -35,6 +35,9 @@ def demo(
             f"Training {len(models)} models on scikit-learn's breast cancer dataset, "
             f"tracked in experiment [bold]{escape(experiment)}[/]"
         )
+        out.print(
+            "[dim]split once: 60% to fit, 20% to compare (validation), 20% held out for the gate[/]"
+        )
         out.print(f"[dim]workspace: {escape(str(ws.settings.home))}[/]")
         with Progress(
             SpinnerColumn(),
@@ -53,14 +56,19 @@ def demo(
             results = run_demo(ws, experiment, models=models, on_progress=update)
         out.print(_ranking(results, experiment))
         with out.status("Searching C for a logistic regression (6 trials), then gating it"):
-            search, verdict = tune_and_gate(ws, results, experiment)
+            gated = tune_and_gate(ws, results, experiment)
+    search = gated.search
     out.print(
         f"Best of the search: C={search.best_params['C']:.4g}, "
-        f"roc_auc {format_number(search.best_metrics['roc_auc'])} "
+        f"validation roc_auc {format_number(search.best_metrics['roc_auc'])} "
         f"(run {short_id(search.run.id)})"
     )
-    out.print(_checks_heading(verdict, f"logreg-search ({short_id(search.run.id)})"))
-    out.print(_checks_table(verdict))
+    candidate = (
+        f"logreg-search ({short_id(search.run.id)}) on {gated.held_out_rows} held-out rows "
+        f"of {gated.dataset}"
+    )
+    out.print(_checks_heading(gated.verdict, candidate))
+    out.print(_checks_table(gated.verdict))
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
     out.print(

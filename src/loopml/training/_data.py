@@ -54,10 +54,22 @@ class TrainingData:
             raise ValueError("TrainingData holds neither parts nor a frame.")
         return self.frame
 
+    def log_model(self, run: Any, model: Any, features: list[str]) -> None:
+        """Stores ``model`` on ``run`` as a bundle whose input signature is the contract
+        (else a few rows) limited to ``features``: served, it checks requests against
+        the training data's columns and types."""
+        from loopml.models import Signature
+
+        signature = (
+            Signature.from_contract(self.contract, features) if self.contract is not None else None
+        )
+        run.log_model(model, signature=signature, input_example=self.fit_rows[features].head(5))
+
 
 def split_spec(split: Any, task: str, target: str) -> dict[str, Any]:
     """The split to make: ``split`` completed with the defaults (stratified on the target
-    for classification, random for regression; 80 % train, 20 % valid; seed 0)."""
+    for classification, random for regression; 80 % train, 20 % valid; seed 0). A
+    ``test`` part may be named too; it is held out: training reads train and valid."""
     if split is None:
         by = "stratified" if task == "classification" else "random"
         split = {"by": by}
@@ -74,10 +86,11 @@ def split_spec(split: Any, task: str, target: str) -> dict[str, Any]:
         )
     spec = {"by": split.get("by", "random"), "seed": int(split.get("seed", 0))}
     spec["fractions"] = dict(split.get("fractions") or DEFAULT_FRACTIONS)
-    if set(spec["fractions"]) != {"train", "valid"}:
+    if set(spec["fractions"]) - {"test"} != {"train", "valid"}:
         raise ValidationError(
-            f"split fractions must name exactly the parts 'train' and 'valid', got "
-            f"{sorted(spec['fractions'])}; e.g. {{'train': 0.8, 'valid': 0.2}}."
+            f"split fractions must name exactly the parts 'train' and 'valid' (and "
+            f"optionally 'test', held out), got {sorted(spec['fractions'])}; e.g. "
+            "{'train': 0.8, 'valid': 0.2}."
         )
     column = split.get("column")
     if column is None and spec["by"] == "stratified":

@@ -121,6 +121,7 @@ def _as_object(frame: Any) -> np.ndarray:
     so bools, pandas strings and categories all impute and encode the same way."""
     import pandas as pd
 
-    values = np.asarray(frame.astype(object))
+    # A copy: under pandas 3's copy-on-write the array of a frame is read-only.
+    values = np.array(frame.astype(object), dtype=object)
     values[pd.isna(values)] = None
     return values

@@ -1,5 +1,5 @@
 """The Optuna side of ``ws.tune``: the study's storage and name, samplers and pruners by
-name, the metric to optimize.
+name, the metric to optimize, and the attributes loopml keeps on studies and trials.
 
 Not public: :func:`loopml.training.search.tune` is the interface.
 """
@@ -18,10 +18,13 @@ from loopml.training._space import SearchSpace
 from loopml.training.trainer import _estimator_params
 
 if TYPE_CHECKING:
-    from loopml.training.search import _Problem
+    from loopml.training._tune_problem import TuneProblem
     from loopml.workspace import Workspace
 
 __all__ = [
+    "INTERRUPTED",
+    "PARENT_RUN_ID",
+    "RUN_ID",
     "check_param_names",
     "default_study_name",
     "describe",
@@ -32,8 +35,12 @@ __all__ = [
     "quiet",
     "sampler",
     "storage",
+    "trial_states",
 ]
 
+RUN_ID = "loopml.run_id"  # trial user attribute: the trial's child run
+INTERRUPTED = "loopml.interrupted"  # trial system attribute: a dead process left it RUNNING
+PARENT_RUN_ID = "loopml.parent_run_id"  # study user attribute: the search's parent run
 _MINIMIZED = ("log_loss", "rmse", "mae")
 
 
@@ -56,7 +63,7 @@ def check_param_names(model: Any, space: SearchSpace) -> None:
 
 
 def objective(
-    model: Any, problem: _Problem, metric: str | None, direction: str | None
+    model: Any, problem: TuneProblem, metric: str | None, direction: str | None
 ) -> tuple[str, str]:
     """The metric to optimize and its direction, defaults filled in and checked."""
     if metric is None:
@@ -82,7 +89,7 @@ def default_study_name(
     experiment: str,
     model: Any,
     space: SearchSpace,
-    problem: _Problem,
+    problem: TuneProblem,
     metric: str,
     direction: str,
 ) -> str:
@@ -114,6 +121,13 @@ def import_optuna() -> Any:
     except ImportError:
         raise ConfigError("ws.tune needs Optuna; run: pip install optuna.") from None
     return optuna
+
+
+def trial_states() -> Any:
+    """Optuna's TrialState (imported on use: ``import loopml`` never loads Optuna)."""
+    import optuna
+
+    return optuna.trial.TrialState
 
 
 def storage(workspace: Workspace, optuna: Any) -> Any:

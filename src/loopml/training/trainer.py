@@ -103,7 +103,9 @@ def train(
         features: The input columns; every other column by default.
         split: The holdout split, e.g. ``{"by": "time", "column": "ts"}``; by default a
             stratified (classification) or random (regression) 80/20 train/valid split
-            with seed 0, stored by ``ws.data.split`` so it is reproducible.
+            with seed 0, stored by ``ws.data.split`` so it is reproducible. Its
+            fractions may also name a ``test`` part, which training never reads:
+            ``ws.data.split`` with the same settings returns it for a final evaluation.
         experiment: The experiment of the run; the dataset name by default (``"default"``
             for a DataFrame).
         cv: Cross-validation folds, ``5`` or ``{"folds": 5, "by": "kfold" | "stratified"
@@ -155,7 +157,7 @@ def train(
             loaded.parts["train"][target], loaded.parts["valid"][target], target, spec["by"]
         )
     settings = training_settings(loaded, target, feature_names, task, spec, folds, preprocess)
-    fit = _fitter(model, params, is_trainer, preprocess, loaded, feature_names)
+    fit = _fitter(model, params, is_trainer, preprocess, loaded, feature_names, target, task)
     if experiment is None:
         experiment = loaded.version.name if loaded.version is not None else "default"
     run = workspace.start_run(experiment=experiment, run_name=run_name, tags={"loopml.task": task})
@@ -172,7 +174,7 @@ def train(
             )
             run.log_metrics(scores)
             if log_model:
-                run.log_model(fitted)
+                loaded.log_model(run, fitted, feature_names)
     except LoopmlError:
         raise
     except Exception as error:
@@ -207,13 +209,22 @@ def _fitter(
     preprocess: bool,
     loaded: TrainingData,
     features: list[str],
+    target: str,
+    task: str,
 ) -> Callable[[Any, Any, Any], Any]:
-    """``fit(train_df, valid_df, y_train) -> fitted model``, a fresh model per call."""
+    """``fit(train_df, valid_df, y_train) -> fitted model``, a fresh model per call.
+
+    A classifier that only learns integer labels (XGBoost) is wrapped in a
+    :class:`~loopml.training._labels.LabelEncodedClassifier` when the labels are not
+    ``0 .. n - 1`` already, so the model still predicts the labels of the data.
+    """
     if is_trainer:
         trainer_params = dict(params or {})
         return lambda train_df, valid_df, _: model(train_df, valid_df, trainer_params)
     from sklearn.base import clone
     from sklearn.pipeline import Pipeline
+
+    from loopml.training._labels import LabelEncodedClassifier, needs_label_encoding
 
     template = clone(model)
     if params:
@@ -223,6 +234,12 @@ def _fitter(
             raise ValidationError(
                 f"Cannot set params {dict(params)!r} on {type(model).__name__}: {error}"
             ) from None
+    if task == "classification" and needs_label_encoding(template, loaded.fit_rows[target]):
+        if isinstance(template, Pipeline):
+            last, final = template.steps[-1]
+            template.set_params(**{last: LabelEncodedClassifier(final)})
+        else:
+            template = LabelEncodedClassifier(template)
     if preprocess and not isinstance(template, Pipeline):
         kinds = column_kinds(loaded.fit_rows, features, loaded.contract)
         template = Pipeline([("preprocess", build_preprocessor(kinds)), ("model", template)])
