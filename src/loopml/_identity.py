@@ -9,7 +9,13 @@ __all__ = ["current_user"]
 
 
 def current_user() -> str | None:
-    """The operating-system user name, or ``$USER``, or None when neither is known."""
+    """``$LOOPML_USER``, else the operating-system user name, or None when unknown.
+
+    ``LOOPML_USER`` lets a CI job or a service act under a name of its own; the
+    platform server's tokens (governance) will name users for requests.
+    """
+    if name := os.environ.get("LOOPML_USER", "").strip():
+        return name
     try:
         return getpass.getuser()
     except (KeyError, OSError):

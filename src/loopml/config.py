@@ -29,6 +29,11 @@ class Settings:
             ``{"endpoint_url": ...}`` for an S3-compatible server).
         metric_flush_seconds: How long the background writer may hold logged metrics
             before writing them; the most a SIGKILLed process can lose.
+        protected_aliases: Model aliases whose moves need a passing gate against the
+            current holder (``LOOPML_PROTECTED_ALIASES``, comma-separated; ``production``
+            by default, empty for none).
+        required_approvals: How many distinct users must approve a version before it
+            takes a protected alias (``LOOPML_REQUIRED_APPROVALS``; 0 by default).
     """
 
     home: Path
@@ -36,6 +41,8 @@ class Settings:
     artifacts_url: str
     artifacts_options: dict[str, Any] = field(default_factory=dict)
     metric_flush_seconds: float = 1.0
+    protected_aliases: tuple[str, ...] = ("production",)
+    required_approvals: int = 0
 
     @classmethod
     def resolve(
@@ -60,12 +67,29 @@ class Settings:
             raise ConfigError(
                 f"LOOPML_METRIC_FLUSH_SECONDS must be a number of seconds, got {flush!r}."
             ) from None
+        protected = env.get("LOOPML_PROTECTED_ALIASES", file_values.get("protected_aliases"))
+        if protected is None:
+            protected = ["production"]
+        elif isinstance(protected, str):
+            protected = [a.strip() for a in protected.split(",") if a.strip()]
+        approvals = env.get("LOOPML_REQUIRED_APPROVALS", file_values.get("required_approvals", 0))
+        try:
+            required_approvals = int(approvals)
+            if required_approvals < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"LOOPML_REQUIRED_APPROVALS must be a whole number of approvals (0 or more), "
+                f"got {approvals!r}."
+            ) from None
         return cls(
             home=home_path,
             db_url=str(db) if db else f"sqlite:///{home_path / 'loopml.db'}",
             artifacts_url=str(artifacts) if artifacts else str(home_path / "artifacts"),
             artifacts_options=dict(artifacts_options or file_values.get("artifacts_options", {})),
             metric_flush_seconds=flush_seconds,
+            protected_aliases=tuple(str(a) for a in protected),
+            required_approvals=required_approvals,
         )
 
 

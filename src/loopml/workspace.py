@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 from loopml._identity import current_user
 from loopml.artifacts import ArtifactStore
 from loopml.config import Settings
-from loopml.errors import ConfigError, NotFoundError, ValidationError
+from loopml.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from loopml.store import Database, Experiment, RunStatus
 from loopml.store.repositories import BlobRepository, ExperimentRepository, RunRepository
 from loopml.store.repositories._util import now_ms
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from loopml.data.catalog import DataCatalog
     from loopml.evaluation import Evaluation
     from loopml.evaluation.gate import GateResult
+    from loopml.registry import Registry
     from loopml.training import TrainResult
     from loopml.training.search import TuneResult
 
@@ -54,6 +55,7 @@ class GcReport:
     experiments: int
     blobs: int
     bytes_freed: int
+    model_versions: int = 0
 
 
 class Workspace:
@@ -141,6 +143,13 @@ class Workspace:
         from loopml.data.catalog import DataCatalog
 
         return DataCatalog(self)
+
+    @functools.cached_property
+    def registry(self) -> Registry:
+        """The model registry: ``ws.registry.register(run, name="churn")``, ``promote``, ..."""
+        from loopml.registry import Registry
+
+        return Registry(self)
 
     # -- experiments ----------------------------------------------------------
     def experiment(self, name: str) -> Experiment:
@@ -239,8 +248,19 @@ class Workspace:
         return Run(self, self._runs.get(run_id))
 
     def delete_run(self, run_id: str) -> None:
-        """Soft-deletes a run and its children: hidden, restorable until ``gc``."""
+        """Soft-deletes a run and its children: hidden, restorable until ``gc``.
+
+        Refused while a registered model version comes from one of them: the version's
+        lineage starts at its run.
+        """
         ids = [run_id, *self._descendants(run_id)]
+        registered = self.registry._repo.versions_of_run(ids)
+        if registered:
+            names = ", ".join(f"models:/{v.name}/{v.version}" for v in registered[:5])
+            raise ConflictError(
+                f"Run {run_id} (or a child) is the source of {names}; delete those versions "
+                "first (`ws.registry.delete_version`), then the run."
+            )
         self._runs.set_deleted(ids, True)
 
     def restore_run(self, run_id: str) -> None:
@@ -392,7 +412,8 @@ class Workspace:
 
     # -- maintenance ----------------------------------------------------------
     def gc(self, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:
-        """Permanently removes deleted runs and experiments and frees unreferenced artifacts.
+        """Permanently removes deleted model versions, runs and experiments and frees
+        unreferenced artifacts.
 
         Artifacts stored in the last ``grace_seconds`` are kept even when unreferenced,
         so a run that is logging right now never loses a file. ``dry_run`` reports what
@@ -414,7 +435,9 @@ class Workspace:
                 self.artifacts.delete(sha256)
             self.artifacts.clean_tmp(cutoff / 1000)
             self._experiment_ids.clear()
-        return GcReport(plan.runs, plan.experiments, len(doomed), sum(s for _, s in doomed))
+        return GcReport(
+            plan.runs, plan.experiments, len(doomed), sum(s for _, s in doomed), plan.model_versions
+        )
 
 
 def _runs_frame(

@@ -203,10 +203,8 @@ def test_an_unknown_run_is_not_found(sqlite_workspace: loopml.Workspace) -> None
         sqlite_workspace.evaluate(f"runs:/{'ab' * 16}/model", frame, "churned")
 
 
-def test_registry_references_say_they_are_not_supported_yet(
-    sqlite_workspace: loopml.Workspace,
-) -> None:
-    with pytest.raises(ValidationError, match="registry"):
+def test_an_unknown_registry_reference_is_not_found(sqlite_workspace: loopml.Workspace) -> None:
+    with pytest.raises(NotFoundError, match="No registered model 'churn'"):
         sqlite_workspace.evaluate("models:/churn@production", binary_frame(), "churned")
 
 

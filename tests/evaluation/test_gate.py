@@ -349,7 +349,7 @@ def test_champion_check_without_a_champion_is_refused_before_evaluating(
     ("champion", "error", "fragment"),
     [
         ("0123456789abcdef0123456789abcdef", NotFoundError, "champion '0123456789abcdef"),
-        ("models:/churn@production", ValidationError, "registry"),
+        ("models:/churn@production", NotFoundError, "No registered model 'churn'"),
     ],
 )
 def test_a_champion_that_cannot_be_found_is_a_clear_error(

@@ -16,11 +16,12 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, runs
+from loopml.cli import data, experiments, models, runs
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
 from loopml.cli.evaluate import evaluate, gate
 from loopml.cli.train import train
+from loopml.cli.tune import tune
 from loopml.cli.workspace import gc, init
 from loopml.errors import LoopmlError
 
@@ -60,11 +61,13 @@ app.command("init")(init)
 app.command("demo")(demo)
 app.command("gc")(gc)
 app.command("train")(train)
+app.command("tune")(tune)
 app.command("evaluate")(evaluate)
 app.command("gate")(gate)
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(data.app, name="data")
+app.add_typer(models.app, name="models")
 
 
 def main() -> None:

@@ -88,7 +88,7 @@ def gc(
                 out.print("Nothing removed.")
                 raise typer.Exit(1)
             report = ws.gc(grace_seconds=grace)
-    if report.runs == report.experiments == report.blobs == 0:
+    if report.runs == report.experiments == report.blobs == report.model_versions == 0:
         out.print("Nothing to remove.")
     else:
         out.print(f"Removed {_summary(report)}.")
@@ -104,8 +104,14 @@ def _count(number: int, noun: str) -> str:
 
 
 def _summary(report: GcReport) -> str:
+    versions = (
+        f"{_count(report.model_versions, 'deleted model version')}, "
+        if report.model_versions
+        else ""
+    )
     return (
-        f"{_count(report.runs, 'deleted run')}, {_count(report.experiments, 'deleted experiment')}"
+        f"{versions}{_count(report.runs, 'deleted run')}, "
+        f"{_count(report.experiments, 'deleted experiment')}"
         f" and {_count(report.blobs, 'unused artifact file')} "
         f"({human_bytes(report.bytes_freed)})"
     )

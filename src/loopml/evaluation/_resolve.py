@@ -1,8 +1,9 @@
 """Turning what ``ws.evaluate`` is given into a model, its run and a DataFrame (see
 ``loopml.evaluation``).
 
-Model references resolve by scheme through ``MODEL_SCHEMES``; the registry adds
-``models:/`` there when it lands.
+Model references resolve by scheme through ``MODEL_SCHEMES``: ``runs:/`` from a run's
+artifacts, ``models:/`` through the registry (the version's run owns its evaluations
+and gates).
 """
 
 from __future__ import annotations
@@ -42,24 +43,25 @@ def _from_run_uri(workspace: Workspace, reference: str) -> ResolvedModel:
     return ResolvedModel(run.load_model(path or "model"), run)
 
 
-def _registry_not_yet(workspace: Workspace, reference: str) -> ResolvedModel:
-    raise ValidationError(
-        f"Cannot evaluate {reference!r} yet: registry references (models:/...) arrive with "
-        "the model registry. Pass the run, its id or runs:/<run id>/model instead."
-    )
+def _from_registry(workspace: Workspace, reference: str) -> ResolvedModel:
+    version = workspace.registry.get(reference)
+    return ResolvedModel(workspace.registry.load(version).model, version.run)
 
 
 # scheme -> resolver of a reference string with that scheme
 MODEL_SCHEMES: dict[str, Callable[[Workspace, str], ResolvedModel]] = {
     "runs:/": _from_run_uri,
-    "models:/": _registry_not_yet,
+    "models:/": _from_registry,
 }
 
 
 def resolve_model(workspace: Workspace, model: Any) -> ResolvedModel:
-    """A fitted estimator, a Run, a run id (or unique prefix), or a model URI."""
+    """A fitted estimator, a Run, a ModelVersion, a run id (or unique prefix), or a model URI."""
     from loopml.tracking.run import Run
 
+    uri = getattr(model, "uri", None)
+    if isinstance(uri, str) and uri.startswith("models:/"):  # a registry ModelVersion
+        return _from_registry(workspace, uri)
     if isinstance(model, Run):
         return ResolvedModel(model.load_model(), model)
     if isinstance(model, str):

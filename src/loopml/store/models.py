@@ -21,6 +21,8 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AliasEventRow",
+    "ApprovalRow",
     "Base",
     "BlobRow",
     "ContractRow",
@@ -32,7 +34,13 @@ __all__ = [
     "GateRow",
     "LatestMetricRow",
     "MetricRow",
+    "ModelAliasRow",
+    "ModelVersionFileRow",
+    "ModelVersionRow",
+    "ModelVersionTagRow",
     "ParamRow",
+    "RegisteredModelRow",
+    "RegisteredModelTagRow",
     "RunArtifactRow",
     "RunInputRow",
     "RunRow",
@@ -299,3 +307,133 @@ class GateRow(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[int] = mapped_column(BigInteger)
     result: Mapped[str] = mapped_column(Text)  # JSON of GateResult.to_dict()
+
+
+# -- model registry -----------------------------------------------------------------
+class RegisteredModelRow(Base):
+    """A named model: the home of its numbered versions and its aliases."""
+
+    __tablename__ = "registered_models"
+
+    model_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class RegisteredModelTagRow(Base):
+    __tablename__ = "registered_model_tags"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ModelVersionRow(Base):
+    """One immutable version: a model bundle stored by a run, with its lineage links."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        UniqueConstraint("model_id", "version"),
+        # Registering the same run's model twice finds this row instead of a new version.
+        UniqueConstraint("model_id", "run_id", "model_path"),
+    )
+
+    version_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.model_id", ondelete="CASCADE")
+    )
+    version: Mapped[int] = mapped_column(Integer)
+    # Every version comes from a run (objects and bundles get one at registration), so
+    # lineage always starts at a run; gc keeps runs that a version still names.
+    run_id: Mapped[str] = mapped_column(ForeignKey("runs.run_id"), index=True)
+    model_path: Mapped[str] = mapped_column(String(1024))
+    manifest_sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"))
+    flavor: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str] = mapped_column(Text)
+    description: Mapped[str | None] = mapped_column(Text)
+    parent_version_id: Mapped[int | None] = mapped_column(
+        ForeignKey("model_versions.version_id", ondelete="SET NULL")
+    )
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    created_by: Mapped[str | None] = mapped_column(String(256))
+    deleted_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class ModelVersionTagRow(Base):
+    __tablename__ = "model_version_tags"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.version_id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(256), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class ModelVersionFileRow(Base):
+    """A file of a version's bundle: its own reference to the blob, so a version keeps
+    its files whatever happens to the run's artifacts."""
+
+    __tablename__ = "model_version_files"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.version_id", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(String(1024), primary_key=True)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+
+
+class ModelAliasRow(Base):
+    """Where an alias points now; ``alias_events`` holds how it got there."""
+
+    __tablename__ = "model_aliases"
+
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.model_id", ondelete="CASCADE"), primary_key=True
+    )
+    alias: Mapped[str] = mapped_column(String(128), primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.version_id"), index=True)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AliasEventRow(Base):
+    """One move of an alias: who, when, from which version to which, why and on what grounds."""
+
+    __tablename__ = "alias_events"
+    __table_args__ = (Index(None, "model_id", "alias", "event_id"),)
+
+    event_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(
+        ForeignKey("registered_models.model_id", ondelete="CASCADE")
+    )
+    alias: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(16))  # promote | rollback | remove
+    from_version: Mapped[int | None] = mapped_column(Integer)
+    to_version: Mapped[int | None] = mapped_column(Integer)
+    user: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    gate_id: Mapped[str | None] = mapped_column(String(32))
+    approvals: Mapped[str | None] = mapped_column(Text)  # JSON list of approving users
+
+
+class ApprovalRow(Base):
+    """One person's approval of a version for an alias; distinct users are counted."""
+
+    __tablename__ = "model_approvals"
+    __table_args__ = (UniqueConstraint("version_id", "alias", "user"),)
+
+    approval_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.version_id", ondelete="CASCADE")
+    )
+    alias: Mapped[str] = mapped_column(String(128))
+    user: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    comment: Mapped[str | None] = mapped_column(Text)

@@ -19,6 +19,8 @@ from loopml.store.models import (
     BlobRow,
     DatasetVersionRow,
     ExperimentRow,
+    ModelVersionFileRow,
+    ModelVersionRow,
     RunArtifactRow,
     RunRow,
     SplitRow,
@@ -32,6 +34,8 @@ BLOB_REFERENCES: list[ColumnElement[Any]] = [
     RunRow.__table__.c.git_diff_sha256,
     DatasetVersionRow.__table__.c.blob_sha256,
     SplitRow.__table__.c.assignment_sha256,
+    ModelVersionFileRow.__table__.c.sha256,
+    ModelVersionRow.__table__.c.manifest_sha256,
 ]
 
 
@@ -96,7 +100,9 @@ class BlobRepository:
 
     # -- garbage collection ---------------------------------------------------
     def collect(self, older_than_ms: int, dry_run: bool = False) -> GcPlan:
-        """Removes soft-deleted runs and experiments, then the blob rows nothing references.
+        """Removes soft-deleted model versions, runs and experiments, then the blob rows
+        nothing references. Runs that a live model version comes from stay (with their
+        experiments), deleted or not: a version's lineage starts at its run.
 
         Blobs touched after ``older_than_ms`` are spared, so content that a writer is
         storing right now is never taken away. It all happens in one transaction, which
@@ -105,16 +111,23 @@ class BlobRepository:
         """
         with self.db.write() as connection:
             transaction = connection.get_transaction()
+            versions = connection.execute(
+                delete(ModelVersionRow).where(ModelVersionRow.deleted_at.is_not(None))
+            ).rowcount
             doomed_experiments = select(ExperimentRow.experiment_id).where(
                 ExperimentRow.deleted_at.is_not(None)
             )
             runs = connection.execute(
                 delete(RunRow).where(
-                    RunRow.deleted_at.is_not(None) | RunRow.experiment_id.in_(doomed_experiments)
+                    RunRow.deleted_at.is_not(None) | RunRow.experiment_id.in_(doomed_experiments),
+                    ~exists().where(ModelVersionRow.run_id == RunRow.run_id),
                 )
             ).rowcount
             experiments = connection.execute(
-                delete(ExperimentRow).where(ExperimentRow.deleted_at.is_not(None))
+                delete(ExperimentRow).where(
+                    ExperimentRow.deleted_at.is_not(None),
+                    ~exists().where(RunRow.experiment_id == ExperimentRow.experiment_id),
+                )
             ).rowcount
             unreferenced = [~exists().where(column == BlobRow.sha256) for column in BLOB_REFERENCES]
             blobs = [
@@ -130,11 +143,12 @@ class BlobRepository:
                 connection.execute(delete(BlobRow).where(BlobRow.sha256.in_(chunk)))
             if dry_run and transaction is not None:
                 transaction.rollback()
-        return GcPlan(int(runs or 0), int(experiments or 0), blobs)
+        return GcPlan(int(versions or 0), int(runs or 0), int(experiments or 0), blobs)
 
 
 @dataclass(frozen=True)
 class GcPlan:
+    model_versions: int
     runs: int
     experiments: int
     blobs: list[tuple[str, int]]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select
+from sqlalchemy import Connection, insert, select
 
 from loopml.errors import NotFoundError
 from loopml.store.database import Database
 from loopml.store.models import GateRow
 
-__all__ = ["GateRecord", "GateRepository"]
+__all__ = ["GateRecord", "GateRepository", "latest_gate"]
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,30 @@ class GateRepository:
 
 
 def _record(row: GateRow) -> GateRecord:
+    return GateRecord(
+        row.gate_id,
+        row.run_id,
+        row.champion_run_id,
+        row.evaluation_id,
+        row.passed,
+        row.created_at,
+        row.result,
+    )
+
+
+def latest_gate(
+    connection: Connection, run_id: str, champion_run_id: str | None
+) -> GateRecord | None:
+    """A candidate run's newest gate against ``champion_run_id`` (any champion when None),
+    read inside the caller's transaction."""
+    query = select(GateRow).where(GateRow.run_id == run_id)
+    if champion_run_id is not None:
+        query = query.where(GateRow.champion_run_id == champion_run_id)
+    row = connection.execute(
+        query.order_by(GateRow.created_at.desc(), GateRow.gate_id.desc()).limit(1)
+    ).one_or_none()
+    if row is None:
+        return None
     return GateRecord(
         row.gate_id,
         row.run_id,
