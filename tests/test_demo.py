@@ -96,3 +96,32 @@ def test_the_gate_judges_the_tuned_model_on_held_out_rows_only(
     scores = gated.search.best_model.predict_proba(held_out.drop(columns="target"))[:, 1]
     roc_auc = next(c for c in gated.verdict.checks if c.expression == "roc_auc >= 0.95").value
     assert roc_auc == pytest.approx(roc_auc_score(held_out["target"], scores))
+
+
+def test_the_demo_registers_and_promotes_through_gates(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    from loopml.demo import DEMO_MODEL
+
+    with loopml.Workspace.open(tmp_path) as ws:
+        results = run_demo(ws, models=two_models)
+        gated = tune_and_gate(ws, results, n_trials=2)
+        best = max(results, key=lambda r: r.metrics["roc_auc"])
+        history = ws.registry.history(DEMO_MODEL)
+        production = ws.registry.model(DEMO_MODEL).aliases["production"]
+        lineage = ws.registry.lineage(gated.version)
+
+    assert gated.baseline.run_id == best.run_id and gated.version.run_id == gated.search.run.id
+    # The baseline took production on its own gate; the tuned model moved it only by
+    # passing its gate against the baseline, else it waits as the challenger.
+    assert (history[0].alias, history[0].to_version, history[0].gate_id is not None) == (
+        "production",
+        1,
+        True,
+    )
+    expected = ("production", 2) if gated.verdict.passed else ("challenger", 2)
+    assert (history[1].alias, history[1].to_version) == expected
+    assert production == (2 if gated.verdict.passed else 1)
+    assert [g["id"] for g in lineage.gates] == [gated.verdict.gate_id]
+    assert lineage.gates[0]["champion_run_id"] == best.run_id
+    assert {d["role"] for d in lineage.datasets} == {"train", "valid"}

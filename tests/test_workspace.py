@@ -177,3 +177,24 @@ def test_open_without_create_refuses_a_missing_workspace(tmp_path: Path) -> None
     assert not (tmp_path / "nowhere" / "loopml.db").exists()
     loopml.Workspace.open(tmp_path / "somewhere").close()
     loopml.Workspace.open(tmp_path / "somewhere", create=False).close()
+
+
+def test_registry_settings_come_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.config import Settings
+    from loopml.errors import ConfigError
+
+    assert Settings.resolve(tmp_path).protected_aliases == ("production",)
+    monkeypatch.setenv("LOOPML_PROTECTED_ALIASES", "production, staging")
+    monkeypatch.setenv("LOOPML_REQUIRED_APPROVALS", "2")
+    settings = Settings.resolve(tmp_path)
+    assert (settings.protected_aliases, settings.required_approvals) == (
+        ("production", "staging"),
+        2,
+    )
+    monkeypatch.setenv("LOOPML_PROTECTED_ALIASES", "")
+    assert Settings.resolve(tmp_path).protected_aliases == ()
+    monkeypatch.setenv("LOOPML_REQUIRED_APPROVALS", "two")
+    with pytest.raises(ConfigError, match="LOOPML_REQUIRED_APPROVALS"):
+        Settings.resolve(tmp_path)

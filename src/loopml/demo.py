@@ -16,9 +16,12 @@ one run in the experiment ``demo`` that records the train and valid parts as its
 with its params, validation metrics (accuracy, roc_auc, f1, log_loss), a Plotly ROC curve
 (``roc_curve.html``), a confusion matrix (``confusion_matrix.json``) and the fitted
 model. Gradient boosting also logs its validation loss after every boosting stage, as a
-metric history. :func:`tune_and_gate` then searches on the same train and valid parts,
-and gates the best model against the best hand-picked one on the test part, rows that
-no model fit on and no choice was made with.
+metric history. :func:`tune_and_gate` registers the best hand-picked model as
+``breast-cancer-classifier`` and, once a gate on the test part passes, promotes it to
+``@production``; it then searches on the same train and valid parts, registers the best
+model and gates it against ``@production`` on the test part (rows that no model fit on
+and no choice was made with), promoting it when the gate passes and naming it
+``@challenger`` when it does not.
 """
 
 from __future__ import annotations
@@ -29,7 +32,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.evaluation.gate import GateResult
+    from loopml.registry import AliasEvent, ModelVersion
     from loopml.tracking.run import Run
     from loopml.training.search import TuneResult
     from loopml.workspace import Workspace
@@ -37,6 +43,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_DATASET",
     "DEMO_EXPERIMENT",
+    "DEMO_MODEL",
     "DEMO_POLICY",
     "DEMO_SPLIT",
     "DemoGate",
@@ -48,6 +55,7 @@ __all__ = [
 ]
 
 DEMO_EXPERIMENT = "demo"
+DEMO_MODEL = "breast-cancer-classifier"
 DEMO_DATASET = "breast-cancer"
 _SEED = 0
 DEMO_SPLIT: dict[str, Any] = {
@@ -79,17 +87,22 @@ DEMO_POLICY = {
         "latency.p99_ms <= 50",
     ]
 }
-"""The gate the tuned model must pass against the best hand-picked model."""
+"""The gate a candidate must pass against the production model (without a production
+model yet, its checks that name no champion)."""
 
 
 @dataclass(frozen=True)
 class DemoGate:
-    """What :func:`tune_and_gate` produced: the search, and its gate on held-out rows."""
+    """What :func:`tune_and_gate` produced: the search, its registered version, its gate
+    on held-out rows, and the registry events (promotions) along the way."""
 
     search: TuneResult
     verdict: GateResult
     held_out_rows: int  # the test part of DEMO_SPLIT, which the gate evaluated on
     dataset: str
+    version: ModelVersion  # the tuned model's version
+    baseline: ModelVersion  # the best hand-picked model's version
+    events: list[AliasEvent] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -183,7 +196,7 @@ def run_demo(
             run.log_metric("fit_seconds", fit_seconds)
             if hasattr(model, "staged_predict_proba"):
                 _log_stage_losses(run, model, x_valid, y_valid)
-            run.log_model(model)
+            run.log_model(model, signature=contract, input_example=x_train.head(5))
         results.append(DemoResult(run.id, candidate.name, str(candidate.params["model"]), metrics))
     if on_progress is not None:
         on_progress("done", len(candidates), len(candidates))
@@ -254,13 +267,23 @@ def tune_and_gate(
     experiment: str = DEMO_EXPERIMENT,
     n_trials: int = 6,
 ) -> DemoGate:
-    """Searches the regularization of a logistic regression on the train and valid parts
-    of :data:`DEMO_SPLIT`, then gates the best model against the best of ``results`` (the
-    champion) with :data:`DEMO_POLICY` on the test part, which neither has seen.
+    """Registers the best of ``results`` and promotes it to production once gated, then
+    searches the regularization of a logistic regression on the train and valid parts of
+    :data:`DEMO_SPLIT`, registers the best model and gates it against production with
+    :data:`DEMO_POLICY` on the test part, which neither has seen; it takes production
+    when the gate passes, ``@challenger`` when it does not.
     """
     from sklearn.linear_model import LogisticRegression
 
     version = workspace.data.version(DEMO_DATASET)
+    held_out = workspace.data.split(version, **DEMO_SPLIT)["test"]  # the stored rows again
+    champion = max(results, key=lambda r: r.metrics["roc_auc"])
+    baseline = workspace.registry.register(
+        workspace.get_run(champion.run_id),
+        name=DEMO_MODEL,
+        description=f"{champion.run_name}: the best hand-picked model of the demo",
+    )
+    events = [_gate_and_promote(workspace, baseline, held_out)[1]]
     search = workspace.tune(
         LogisticRegression(max_iter=2000),
         space={"C": {"type": "float", "low": 1e-3, "high": 100.0, "log": True}},
@@ -273,9 +296,35 @@ def tune_and_gate(
         experiment=experiment,
         run_name="logreg-search",
     )
-    held_out = workspace.data.split(version, **DEMO_SPLIT)["test"]  # the stored rows again
-    champion = max(results, key=lambda r: r.metrics["roc_auc"])
-    verdict = workspace.gate(
-        search.run, DEMO_POLICY, champion=champion.run_id, data=held_out, target="target"
+    tuned = workspace.registry.register(
+        search.run, name=DEMO_MODEL, description="logistic regression, C tuned by the demo"
     )
-    return DemoGate(search, verdict, len(held_out), version.ref)
+    verdict, event = _gate_and_promote(workspace, tuned, held_out)
+    events.append(event)
+    return DemoGate(
+        search,
+        verdict,
+        len(held_out),
+        version.ref,
+        tuned,
+        baseline,
+        [e for e in events if e is not None],
+    )
+
+
+def _gate_and_promote(
+    workspace: Workspace, version: ModelVersion, held_out: pd.DataFrame
+) -> tuple[GateResult, AliasEvent | None]:
+    """Gates ``version`` against production (or alone, before there is one) and moves
+    ``@production`` to it when the gate passes, ``@challenger`` otherwise."""
+    holder = workspace.registry.model(DEMO_MODEL).aliases.get("production")
+    policy = DEMO_POLICY
+    if holder is None:
+        policy = {"checks": [c for c in DEMO_POLICY["checks"] if "champion." not in c]}
+    champion = f"models:/{DEMO_MODEL}@production" if holder is not None else None
+    verdict = workspace.gate(version.uri, policy, champion=champion, data=held_out, target="target")
+    alias = "production" if verdict.passed else "challenger"
+    reason = "gate passed on held-out rows" if verdict.passed else "gate failed"
+    return verdict, workspace.registry.promote(
+        DEMO_MODEL, version.version, alias, reason=f"loopml demo: {reason}"
+    )

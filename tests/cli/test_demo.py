@@ -67,6 +67,9 @@ def test_demo_tunes_a_model_and_prints_its_gate(demo_home: tuple[Path, str]) -> 
     assert "Best of the search: C=" in output
     assert "on 113 held-out rows of breast-cancer@1" in output
     assert "Gate checks of logreg-search" in output
+    assert "Registered breast-cancer-classifier:" in output
+    assert "@production: version 1 (loopml demo: gate passed" in output
+    assert "models:/breast-cancer-classifier/" in output and "alias history" in output
     for check in ("roc_auc >= 0.95", "champion.roc_auc", "latency.p99_ms <= 50"):
         assert check in output
     assert gate_status in {"passed", "failed"}

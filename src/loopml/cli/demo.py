@@ -18,7 +18,14 @@ from rich.table import Table
 
 from loopml.cli._output import HomeOption, console, format_number, open_workspace, short_id
 from loopml.cli.evaluate import _checks_heading, _checks_table
-from loopml.demo import DEMO_EXPERIMENT, DemoResult, demo_models, run_demo, tune_and_gate
+from loopml.demo import (
+    DEMO_EXPERIMENT,
+    DEMO_MODEL,
+    DemoResult,
+    demo_models,
+    run_demo,
+    tune_and_gate,
+)
 
 
 def demo(
@@ -55,8 +62,12 @@ def demo(
 
             results = run_demo(ws, experiment, models=models, on_progress=update)
         out.print(_ranking(results, experiment))
-        with out.status("Searching C for a logistic regression (6 trials), then gating it"):
+        with out.status(
+            "Registering the best model, searching C for a logistic regression "
+            "(6 trials), then gating it against production"
+        ):
             gated = tune_and_gate(ws, results, experiment)
+            lineage = ws.registry.lineage(f"models:/{DEMO_MODEL}@production")
     search = gated.search
     out.print(
         f"Best of the search: C={search.best_params['C']:.4g}, "
@@ -69,6 +80,14 @@ def demo(
     )
     out.print(_checks_heading(gated.verdict, candidate))
     out.print(_checks_table(gated.verdict))
+    out.print(f"Registered [bold]{escape(DEMO_MODEL)}[/]:")
+    for event in gated.events:
+        moved = f"{event.from_version} → " if event.from_version else ""
+        out.print(
+            f"  @{escape(event.alias)}: version {moved}{event.to_version} "
+            f"[dim]({escape(event.reason or '')})[/]"
+        )
+    out.print(lineage.to_tree())
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
     out.print(
@@ -77,6 +96,7 @@ def demo(
     )
     best = max(results, key=lambda r: r.metrics["roc_auc"])
     out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
+    out.print(f"  loopml models history {DEMO_MODEL}{escape(home_flag)}")
     if len(results) > 1:
         ids = " ".join(short_id(r.run_id) for r in results[:2])
         out.print(f"  loopml runs compare {ids}{escape(home_flag)}")

@@ -76,9 +76,9 @@ class Lineage:
             f"({r['status']})"
         )
         if r["params"]:
-            run.add("params: " + escape(", ".join(f"{k}={v}" for k, v in r["params"].items())))
+            run.add("params: " + escape(_first(f"{k}={_short(v)}" for k, v in r["params"].items())))
         if r["metrics"]:
-            run.add("metrics: " + ", ".join(f"{k}={_num(v)}" for k, v in r["metrics"].items()))
+            run.add("metrics: " + _first(f"{k}={_num(v)}" for k, v in r["metrics"].items()))
         if self.code:
             dirty = " (uncommitted changes)" if self.code["dirty"] else ""
             run.add(f"code: git {self.code['commit'][:12]}{dirty}")
@@ -286,6 +286,18 @@ def _manifest(workspace: Workspace, version: ModelVersion) -> dict[str, Any]:
 
 def _ms(value: int) -> str:
     return datetime.fromtimestamp(value / 1000, tz=UTC).isoformat(timespec="seconds")
+
+
+def _first(items: Any, limit: int = 10) -> str:
+    """The first ``limit`` items; a tree line is for reading, --format json has them all."""
+    found = list(items)
+    more = f" ... ({len(found) - limit} more in --format json)" if len(found) > limit else ""
+    return ", ".join(found[:limit]) + more
+
+
+def _short(value: Any, width: int = 40) -> str:
+    text = str(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _num(value: Any) -> str:
