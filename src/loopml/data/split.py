@@ -51,7 +51,10 @@ class SplitDefinition:
             )
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        # fractions as ordered pairs: part numbers in the stored assignment follow their
+        # order, so {"train", "test"} and {"test", "train"} are different splits.
+        data = {**asdict(self), "fractions": [list(pair) for pair in self.fractions.items()]}
+        return json.dumps(data, sort_keys=True)
 
     @property
     def sha256(self) -> str:
