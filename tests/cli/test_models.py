@@ -117,8 +117,15 @@ def test_export_and_import(home: Path, tmp_path: Path, monkeypatch: pytest.Monke
     assert "models:/roundtrip/1" in imported.output
 
     assert_clean_failure(invoke(home, "models", "import", str(tmp_path), "--name", "x"), "MLmodel")
+    context = tmp_path / "context"
+    docker = invoke(home, "models", "export", "churn", "1", "-f", "docker", "-o", str(context))
+    assert docker.exit_code == 0, docker.output
+    assert {"Dockerfile", "entrypoint.sh", "requirements.txt", "model", "wheels"} <= {
+        p.name for p in context.iterdir()
+    }
     assert_clean_failure(
-        invoke(home, "models", "export", "churn", "1", "-f", "docker"), "loopml serve"
+        invoke(home, "models", "export", "churn", "1", "-f", "docker", "-o", str(context)),
+        "already holds files",
     )
 
 

@@ -1,5 +1,6 @@
 """Exports of a registered version: ONNX (stored with the version), MLflow and bundle
-folders or archives (written where asked), and MLflow models imported as versions.
+folders or archives and Docker build contexts (written where asked), and MLflow models
+imported as versions.
 
 An ONNX export is itself a loopml bundle (flavor ``onnx``, the same signature) kept
 beside the version's own files under ``exports/onnx/``; it is made once, after a parity
@@ -12,7 +13,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from loopml.errors import ConflictError, ValidationError
 
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["EXPORTS", "ExportResult", "export_version", "import_mlflow"]
 
-Format = Literal["onnx", "mlflow", "bundle"]
 EXPORTS = "exports"
 PARITY_ROWS = 2_000
 _HELD_OUT_ROLES = ("test", "valid", "validation", "eval", "train")
@@ -52,11 +52,11 @@ def export_version(
     if format == "bundle":
         return _bundle(workspace, version, out)
     if format == "docker":
-        raise ValidationError(
-            "--format docker writes a build context that runs `loopml serve`, which arrives "
-            "with the model server; export --format bundle meanwhile."
-        )
-    raise ValidationError(f"Unknown export format {format!r}; use onnx, mlflow or bundle.")
+        from loopml.registry.docker import write_context
+
+        target = Path(out) if out is not None else Path(f"{version.name}-v{version.version}-docker")
+        return ExportResult("docker", write_context(workspace, version, target))
+    raise ValidationError(f"Unknown export format {format!r}; use onnx, mlflow, bundle or docker.")
 
 
 def _onnx(

@@ -636,7 +636,8 @@ class Registry:
     ) -> ExportResult:
         """Exports a version: ``onnx`` (parity-checked on held-out rows, ``data`` or the
         run's own data, and stored with the version), ``mlflow`` (an MLflow model
-        directory at ``out``) or ``bundle`` (a folder, or a ``.tar.gz`` archive)."""
+        directory at ``out``), ``bundle`` (a folder, or a ``.tar.gz`` archive) or
+        ``docker`` (a build context whose image runs ``loopml serve`` on the bundle)."""
         from loopml.registry.export import export_version
 
         return export_version(self._ws, self.get(ref), format, Path(out) if out else None, data)
