@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from loopml.evaluation import Evaluation
     from loopml.evaluation.gate import GateResult
     from loopml.registry import Registry
+    from loopml.serving.feedback import TimeLike
     from loopml.training import TrainResult
     from loopml.training.search import TuneResult
 
@@ -409,6 +410,66 @@ class Workspace:
         from loopml.evaluation.gate import gate
 
         return gate(self, candidate, policy, champion=champion, data=data, target=target)
+
+    # -- prediction log and feedback -------------------------------------------
+    def predictions(
+        self,
+        model: str,
+        since: TimeLike | None = None,
+        until: TimeLike | None = None,
+        version: int | None = None,
+        source: str | None = None,
+    ) -> pd.DataFrame:
+        """The logged predictions of ``model`` with ``since <= time < until``, oldest first;
+        see :func:`loopml.serving.feedback.predictions` (``source``: online or batch)."""
+        from loopml.serving.feedback import predictions
+
+        return predictions(self, model, since, until, version, source)
+
+    def delete_predictions(self, before: TimeLike, model: str | None = None) -> int:
+        """Drops logged predictions older than ``before`` (whole files); returns the rows
+        dropped. ``gc`` then frees their storage."""
+        from loopml.serving.feedback import delete_predictions
+
+        return delete_predictions(self, before, model)
+
+    def log_feedback(
+        self,
+        request_id: str,
+        label: Any,
+        *,
+        row: int = 0,
+        entity: str | None = None,
+        time: TimeLike | None = None,
+        model: str | None = None,
+    ) -> None:
+        """Records the true label of a logged prediction (row ``row`` of ``request_id``).
+        Idempotent: the same request id and row again replaces the label."""
+        from loopml.serving.feedback import log_feedback
+
+        log_feedback(self, request_id, label, row=row, entity=entity, time=time, model=model)
+
+    def log_feedback_frame(self, frame: pd.DataFrame) -> int:
+        """Records many labels from a DataFrame (``request_id``, ``label``; optionally
+        ``row``, ``entity``, ``time``, ``model``); returns how many were stored."""
+        from loopml.serving.feedback import log_feedback_frame
+
+        return log_feedback_frame(self, frame)
+
+    def feedback(self, model: str | None = None, since: TimeLike | None = None) -> pd.DataFrame:
+        """The labels recorded since ``since``, of ``model`` when given."""
+        from loopml.serving.feedback import feedback
+
+        return feedback(self, model, since)
+
+    def predictions_with_feedback(
+        self, model: str, since: TimeLike | None = None, until: TimeLike | None = None
+    ) -> pd.DataFrame:
+        """The logged predictions of ``model`` left-joined to their labels by request id
+        and row (``label``, ``label_time``, ``labelled_at``; missing while unlabelled)."""
+        from loopml.serving.feedback import predictions_with_feedback
+
+        return predictions_with_feedback(self, model, since, until)
 
     # -- maintenance ----------------------------------------------------------
     def gc(self, grace_seconds: float = 3600.0, dry_run: bool = False) -> GcReport:

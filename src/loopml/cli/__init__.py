@@ -19,7 +19,10 @@ import typer
 from loopml.cli import data, experiments, models, runs
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
+from loopml.cli.deploy import deploy
 from loopml.cli.evaluate import evaluate, gate
+from loopml.cli.predict import predict
+from loopml.cli.serve import serve
 from loopml.cli.train import train
 from loopml.cli.tune import tune
 from loopml.cli.workspace import gc, init
@@ -64,6 +67,9 @@ app.command("train")(train)
 app.command("tune")(tune)
 app.command("evaluate")(evaluate)
 app.command("gate")(gate)
+app.command("predict")(predict)
+app.command("serve")(serve)
+app.command("deploy")(deploy)
 app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(data.app, name="data")

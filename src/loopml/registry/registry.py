@@ -507,6 +507,39 @@ class Registry:
         assert record is not None
         return AliasEvent._of(record)
 
+    def record_event(
+        self,
+        name: str,
+        alias: str,
+        action: str,
+        from_version: int | None,
+        to_version: int | None,
+        reason: str | None = None,
+    ) -> AliasEvent:
+        """Adds an event to the alias's history without moving it: a deployment's canary
+        step or rollback, an A/B decision. Rollback ignores such events."""
+        if action in ("promote", "rollback", "remove"):
+            raise ValidationError(f"{action!r} events are written by {action}(); pick another.")
+        record = self._repo.add_event(
+            name, alias, action, from_version, to_version, current_user(), reason
+        )
+        return AliasEvent._of(record)
+
+    def protection_problem(self, name: str, version: int, alias: str) -> str | None:
+        """Why ``version`` could not take the protected ``alias`` now (None: it could),
+        checked as promote would check it; for a deployment to refuse up front."""
+        if alias not in self._ws.settings.protected_aliases:
+            return None
+        candidate = self._version(name, version)._record
+        holder = self._repo.aliased(name, alias)
+        check = self._protection(name, alias)
+        try:
+            with self._ws.db.read() as session:
+                check(session.connection(), candidate, holder)
+        except ConflictError as error:
+            return str(error)
+        return None
+
     def history(self, name: str, alias: str | None = None) -> list[AliasEvent]:
         """Every alias move of a model (or of one alias), oldest first."""
         return [AliasEvent._of(r) for r in self._repo.events(name, alias)]

@@ -261,10 +261,10 @@ class ShadowReport:
 def shadow_report(
     primary: Sequence[Any] | np.ndarray,
     shadow: Sequence[Any] | np.ndarray,
-    primary_latency_ms: Sequence[float],
-    shadow_latency_ms: Sequence[float],
-    primary_scores: Sequence[float] | None = None,
-    shadow_scores: Sequence[float] | None = None,
+    primary_latency_ms: Sequence[float] | np.ndarray,
+    shadow_latency_ms: Sequence[float] | np.ndarray,
+    primary_scores: Sequence[float] | np.ndarray | None = None,
+    shadow_scores: Sequence[float] | np.ndarray | None = None,
 ) -> ShadowReport:
     """How the shadow's answers compare with the primary's on the same requests."""
     p, s = np.asarray(primary), np.asarray(shadow)
@@ -287,7 +287,7 @@ def shadow_report(
         else {}
     )
 
-    def pct(values: Sequence[float], q: float) -> float:
+    def pct(values: Sequence[float] | np.ndarray, q: float) -> float:
         return float(np.percentile(values, q)) if len(values) else 0.0
 
     return ShadowReport(

@@ -31,6 +31,7 @@ __all__ = [
     "EnvironmentRow",
     "EvaluationRow",
     "ExperimentRow",
+    "FeedbackRow",
     "GateRow",
     "LatestMetricRow",
     "MetricRow",
@@ -39,6 +40,7 @@ __all__ = [
     "ModelVersionRow",
     "ModelVersionTagRow",
     "ParamRow",
+    "PredictionFileRow",
     "RegisteredModelRow",
     "RegisteredModelTagRow",
     "RunArtifactRow",
@@ -437,3 +439,40 @@ class ApprovalRow(Base):
     user: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[int] = mapped_column(BigInteger)
     comment: Mapped[str | None] = mapped_column(Text)
+
+
+# -- serving ----------------------------------------------------------------------
+class PredictionFileRow(Base):
+    """One Parquet file of the prediction log: whose predictions, which time range, where."""
+
+    __tablename__ = "prediction_files"
+    __table_args__ = (Index(None, "model", "max_time"),)
+
+    file_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)
+    arm: Mapped[str | None] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))  # online | batch
+    min_time: Mapped[int] = mapped_column(BigInteger)  # epoch ms, rounded down
+    max_time: Mapped[int] = mapped_column(BigInteger)  # epoch ms, rounded up
+    rows: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    schema: Mapped[str] = mapped_column(Text)  # JSON list of [name, Arrow type]
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class FeedbackRow(Base):
+    """The true label of one logged prediction (request id and row); a new label replaces it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index(None, "created_at"), Index(None, "model", "created_at"))
+
+    request_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    row: Mapped[int] = mapped_column(Integer, primary_key=True)
+    label: Mapped[str] = mapped_column(Text)  # JSON, so numbers, text and booleans round-trip
+    model: Mapped[str | None] = mapped_column(String(256))
+    entity: Mapped[str | None] = mapped_column(String(256), index=True)
+    time: Mapped[int] = mapped_column(BigInteger)  # when the outcome happened, epoch ms
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)

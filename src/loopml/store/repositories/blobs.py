@@ -21,6 +21,7 @@ from loopml.store.models import (
     ExperimentRow,
     ModelVersionFileRow,
     ModelVersionRow,
+    PredictionFileRow,
     RunArtifactRow,
     RunRow,
     SplitRow,
@@ -36,6 +37,7 @@ BLOB_REFERENCES: list[ColumnElement[Any]] = [
     SplitRow.__table__.c.assignment_sha256,
     ModelVersionFileRow.__table__.c.sha256,
     ModelVersionRow.__table__.c.manifest_sha256,
+    PredictionFileRow.__table__.c.sha256,
 ]
 
 

@@ -507,6 +507,40 @@ class RegistryRepository:
 
         return self.db.retry(write)
 
+    def add_event(
+        self,
+        name: str,
+        alias: str,
+        action: str,
+        from_version: int | None,
+        to_version: int | None,
+        user: str | None,
+        reason: str | None,
+    ) -> AliasEventRecord:
+        """Records an event that does not move the alias (a canary step, an A/B decision)."""
+
+        def write() -> AliasEventRecord:
+            with self.db.write() as connection:
+                model_id = _lock_model(connection, name)
+                event_id = connection.execute(
+                    insert(AliasEventRow)
+                    .values(
+                        model_id=model_id,
+                        alias=alias,
+                        action=action,
+                        from_version=from_version,
+                        to_version=to_version,
+                        user=user,
+                        created_at=now_ms(),
+                        reason=reason,
+                        forced=False,
+                    )
+                    .returning(AliasEventRow.event_id)
+                ).scalar_one()
+                return _events(connection, model_id, name, alias, event_id)[-1]
+
+        return self.db.retry(write)
+
     def events(self, name: str, alias: str | None = None) -> list[AliasEventRecord]:
         """The alias moves of a model (of one alias), oldest first."""
         with self.db.read() as session:

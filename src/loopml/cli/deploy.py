@@ -1,0 +1,133 @@
+"""``loopml deploy NAME --alias production --canary|--shadow|--ab models:/NAME/8`` runs a
+server that follows the alias and tests a candidate beside its holder;
+``loopml deploy report NAME`` compares the arms from the prediction log and feedback."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from loopml.cli._output import HomeOption, console, fail, format_number, open_workspace
+from loopml.errors import LoopmlError, ValidationError
+
+
+def deploy(
+    name: Annotated[
+        str,
+        typer.Argument(
+            help="Registered model to deploy (or `report` to compare a deployment's arms).",
+            show_default=False,
+        ),
+    ],
+    model: Annotated[
+        str | None, typer.Argument(help="With `report`: the model.", show_default=False)
+    ] = None,
+    alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to follow.")] = "production",
+    canary: Annotated[
+        str | None, typer.Option(help="Candidate version (models:/NAME/8) for a canary.")
+    ] = None,
+    steps: Annotated[str, typer.Option(help="Canary shares in percent.")] = "5,25,50,100",
+    interval: Annotated[str, typer.Option(help="Time per canary step (30s, 2m, 1h).")] = "2m",
+    min_requests: Annotated[
+        int, typer.Option(min=1, help="Canary requests per step before it is judged.")
+    ] = 50,
+    max_error_rate: Annotated[float, typer.Option(help="Canary error rate guard.")] = 0.01,
+    max_latency_ratio: Annotated[
+        float, typer.Option(help="Canary p99 over stable p99 guard.")
+    ] = 1.5,
+    max_prediction_psi: Annotated[
+        float, typer.Option(help="Prediction drift guard (PSI against stable).")
+    ] = 0.2,
+    shadow: Annotated[
+        str | None, typer.Option(help="Candidate that gets copies of every request.")
+    ] = None,
+    ab: Annotated[str | None, typer.Option(help="Candidate for an A/B test.")] = None,
+    split: Annotated[float, typer.Option(help="A/B: percent of traffic to the candidate.")] = 50,
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8080,
+    since: Annotated[
+        str | None, typer.Option(help="report: only predictions since (ISO time or 1h, 2d).")
+    ] = None,
+    record: Annotated[
+        bool, typer.Option("--record", help="report: record a significant A/B decision.")
+    ] = False,
+    home: HomeOption = None,
+) -> None:
+    """Run a canary, shadow or A/B deployment beside an alias's holder (or report on one)."""
+    if name == "report":
+        if model is None:
+            raise typer.BadParameter("loopml deploy report NAME", param_hint="NAME")
+        _report(model, alias, since, record, home)
+        return
+    from loopml.serving import serve
+    from loopml.serving.deployment import DeploySpec
+    from loopml.serving.policies import CanaryPlan, parse_duration, parse_steps
+
+    chosen = [(s, c) for s, c in (("canary", canary), ("shadow", shadow), ("ab", ab)) if c]
+    try:
+        if len(chosen) != 1:
+            raise ValidationError("Give exactly one of --canary, --shadow or --ab.")
+        strategy, candidate = chosen[0]
+        plan = CanaryPlan(
+            tuple(parse_steps(steps)),
+            parse_duration(interval),
+            min_requests,
+            max_error_rate,
+            max_latency_ratio,
+            max_prediction_psi,
+        )
+        spec = DeploySpec(strategy, candidate, plan, split)
+        with open_workspace(home) as ws:
+            holder = ws.registry.get(f"models:/{name}@{alias}")
+            ws.registry.get(candidate)
+        console().print(
+            f"Deploying [bold]{escape(name)}@{escape(alias)}[/] (version {holder.version}) "
+            f"with a {strategy} of {escape(candidate)} on http://{escape(host)}:{port}."
+        )
+        serve(f"models:/{name}@{alias}", home, host=host, port=port, deployment=spec)
+    except LoopmlError as error:
+        raise fail(error) from None
+
+
+def _report(model: str, alias: str, since: str | None, record: bool, home: object) -> None:
+    from loopml.serving.report import deployment_report
+
+    out = console()
+    with open_workspace(home) as ws:  # type: ignore[arg-type]
+        report = deployment_report(ws, model, alias, since=since, record=record)
+    if report.shadow is not None:
+        s = report.shadow
+        table = Table(title=f"Shadow of {escape(model)}", title_justify="left")
+        table.add_column("measure")
+        table.add_column("value", justify="right")
+        table.add_row("paired rows", f"{s.rows:,}")
+        if s.label_agreement is not None:
+            table.add_row("label agreement", f"{s.label_agreement:.2%}")
+        for key, value in s.difference_quantiles.items():
+            table.add_row(f"|difference| {key}", format_number(value))
+        table.add_row(
+            "latency p50 stable / shadow",
+            f"{s.primary_latency_p50_ms:.1f} / {s.shadow_latency_p50_ms:.1f} ms",
+        )
+        table.add_row(
+            "latency p99 stable / shadow",
+            f"{s.primary_latency_p99_ms:.1f} / {s.shadow_latency_p99_ms:.1f} ms",
+        )
+        out.print(table)
+    if report.ab is not None:
+        r = report.ab
+        verdict = {"b": "[green]B wins[/]", "a": "[yellow]A wins[/]"}.get(
+            r.decision, "inconclusive"
+        )
+        out.print(
+            f"A/B on {r.metric}: A {r.a:.4f} (n={r.n_a:,}) vs B {r.b:.4f} (n={r.n_b:,}); "
+            f"B - A = {r.difference:+.4f} [{r.low:+.4f}, {r.high:+.4f}], p = {r.p_value:.3g}: "
+            f"{verdict}"
+        )
+        if r.needed_per_arm:
+            out.print(f"  about {r.needed_per_arm:,} labelled rows per arm would settle it.")
+    for line in report.notes:
+        out.print(f"[dim]{escape(line)}[/]")

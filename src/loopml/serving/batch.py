@@ -1,0 +1,443 @@
+"""Batch scoring: a model over a large input, chunk by chunk, into a Parquet file.
+
+``score(ws, "models:/churn@production", "data.parquet", "preds.parquet")`` streams the
+input (a Parquet file or folder, a CSV file, a dataset reference such as ``churn@3``, or
+a DataFrame) in chunks of ``chunk_rows`` through the model and appends each chunk's
+predictions to the output as it goes, so memory holds a few chunks whatever the input's
+size. The rows are also logged to the prediction log with ``source="batch"``, under one
+request id per job (:attr:`BatchResult.request_id`) and the input's row numbers, which
+is how feedback for them is keyed. ``ray=True`` scores the chunks as Ray tasks.
+
+Reading the input, scoring and writing the output share this module (past 400 lines):
+each part has one caller, :func:`score`, and they meet in its loop.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopml.errors import ConfigError, ConflictError, NotFoundError, ValidationError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+    from loopml.models import LoadedModel, Manifest
+    from loopml.workspace import Workspace
+
+__all__ = ["RUNTIMES", "BatchResult", "score"]
+
+RUNTIMES = ("pickle", "onnx")
+Progress = Callable[[int, int | None], None]
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch scoring job did."""
+
+    rows: int
+    seconds: float
+    output: Path
+    request_id: str
+    """The prediction log's request id of this job's rows (their ``row`` is the input row)."""
+    model: str
+    version: int
+    logged_rows: int = 0
+    """Rows stored in the prediction log (``rows`` unless logging was off or failed)."""
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds > 0 else float("inf")
+
+
+def score(
+    workspace: Workspace,
+    ref: Any,
+    input: str | os.PathLike[str] | pd.DataFrame,
+    output: str | os.PathLike[str],
+    *,
+    chunk_rows: int = 100_000,
+    runtime: str = "pickle",
+    log: bool = True,
+    ray: bool = False,
+    on_progress: Progress | None = None,
+    keep: Sequence[str] = (),
+    overwrite: bool = False,
+) -> BatchResult:
+    """Scores ``input`` with the model ``ref`` and writes the predictions to ``output``.
+
+    Args:
+        workspace: Where the model, a dataset reference and the prediction log are.
+        ref: ``models:/name/3``, ``models:/name@alias``, ``runs:/<run id>/model`` or a
+            bundle path.
+        input: A Parquet file or folder, a ``.csv`` file, a dataset reference (``churn``,
+            ``churn@3``) or a DataFrame.
+        output: The Parquet file to write: ``prediction``, a ``proba_<class>`` column per
+            class for a classifier, and the ``keep`` columns, one row per input row, in
+            input order. Written aside and renamed at the end: a failed job leaves none.
+        chunk_rows: Rows per chunk (and per model call).
+        runtime: ``"pickle"`` (the model itself) or ``"onnx"`` (the version's ONNX export).
+        log: Also append the predictions to the prediction log (``source="batch"``).
+        ray: Score chunks as Ray tasks (``LOOPML_RAY_ADDRESS`` for a cluster, else a
+            local Ray).
+        on_progress: Called after each chunk with (rows done, total rows or None).
+        keep: Input columns to copy into the output (ids to join predictions back on).
+        overwrite: Replace ``output`` if it exists (refused otherwise).
+
+    A job that fails midway leaves no output, but the chunks it scored stay in the
+    prediction log: they are predictions that were made.
+
+    Raises:
+        ValidationError: the input lacks columns the model needs (named), or bad options.
+        ConflictError: ``output`` exists and ``overwrite`` is False.
+        NotFoundError: no such model, input file or dataset.
+    """
+    if runtime not in RUNTIMES:
+        raise ValidationError(f"runtime must be 'pickle' or 'onnx', got {runtime!r}.")
+    if chunk_rows < 1:
+        raise ValidationError(f"chunk_rows must be at least 1, got {chunk_rows}.")
+    target = Path(output)
+    if target.exists() and not overwrite:
+        raise ConflictError(
+            f"{target} already exists; pass overwrite=True (--overwrite) to replace it, or "
+            "choose another output path."
+        )
+    started = time.perf_counter()
+    model, name, version = _load(workspace, ref, runtime)
+    chunks, total = _chunks(workspace, input, chunk_rows)
+    request_id = f"batch-{uuid.uuid4().hex}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    from loopml.serving.predlog import PredictionLog
+
+    prediction_log = (
+        PredictionLog(
+            workspace,
+            queue_rows=2 * chunk_rows,
+            flush_rows=chunk_rows,
+            on_full="block",
+            block_seconds=3600.0,  # a batch job waits for its log rather than losing rows
+        )
+        if log
+        else None
+    )
+    rows = 0
+    try:
+        with _OutputFile(partial) as out:
+            scorer = _RayScorer(model) if ray else _LocalScorer(model)
+            try:
+                for frame, predictions, probabilities, seconds in scorer.run(chunks, keep):
+                    out.write(_output_table(frame, predictions, probabilities, model, keep))
+                    if prediction_log is not None:
+                        prediction_log.log(
+                            model=name, version=version, request_id=request_id,
+                            inputs=frame, predictions=predictions, probabilities=probabilities,
+                            classes=model.classes, latency_ms=seconds * 1000, source="batch",
+                            row_offset=rows,
+                        )  # fmt: skip
+                    rows += len(frame)
+                    if on_progress is not None:
+                        on_progress(rows, total)
+            finally:
+                scorer.close()
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+        if prediction_log is not None:
+            prediction_log.close(timeout=3600.0)
+    logged = 0 if prediction_log is None else prediction_log.written
+    seconds = time.perf_counter() - started
+    return BatchResult(rows, seconds, target, request_id, name, version, logged)
+
+
+def _load(workspace: Workspace, ref: Any, runtime: str) -> tuple[LoadedModel, str, int]:
+    """The model, and the name and version its predictions are logged under (a model
+    outside the registry is logged under its reference, version 0)."""
+    from loopml.models import load
+
+    flavor = "onnx" if runtime == "onnx" else None
+    if isinstance(ref, str) and ref.startswith("models:/"):
+        version = workspace.registry.get(ref)
+        return workspace.registry.load(ref, flavor=flavor), version.name, version.version
+    model = load(ref, workspace=workspace)
+    if runtime == "onnx" and model.manifest.flavor != "onnx":
+        raise ValidationError(
+            f"runtime='onnx' needs an ONNX model, and {ref} is a {model.manifest.flavor} "
+            "model: score a registered version (models:/name/3) that has an ONNX export, "
+            "or the path of an exported ONNX bundle."
+        )
+    return model, str(getattr(ref, "id", ref)), 0
+
+
+# -- input --------------------------------------------------------------------------
+def _chunks(
+    workspace: Workspace, source: Any, chunk_rows: int
+) -> tuple[Iterator[pa.RecordBatch], int | None]:
+    """The input as record batches of ``chunk_rows`` rows (the last one shorter), and
+    the number of rows when known up front."""
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.csv as pv
+    import pyarrow.dataset as ds
+
+    if isinstance(source, pd.DataFrame):
+        table = pa.Table.from_pandas(source, preserve_index=False)
+        return iter(table.to_batches(max_chunksize=chunk_rows)), table.num_rows
+    path = Path(source)
+    if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
+        if not path.exists():
+            raise NotFoundError(f"No input file or folder {path}.")
+        dataset = ds.dataset(path, format="parquet")
+        return _rechunk(dataset.to_batches(batch_size=chunk_rows), chunk_rows), (
+            dataset.count_rows()
+        )
+    if path.name.lower().endswith((".csv", ".csv.gz")):
+        if not path.exists():
+            raise NotFoundError(f"No input file {path}.")
+        reader = pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24))
+        return _rechunk(iter(reader), chunk_rows), None
+    if path.exists():
+        raise ValidationError(
+            f"Cannot score {path}: give a Parquet file or folder (.parquet) or a CSV file "
+            "(.csv, .csv.gz)."
+        )
+    try:
+        version = workspace.data.version(str(source))
+    except NotFoundError as error:
+        raise NotFoundError(
+            f"The input {source!r} is neither a file nor a folder nor a dataset: {error}"
+        ) from None
+    return _rechunk(workspace.data.batches(version, chunk_rows), chunk_rows), version.rows
+
+
+def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
+    """Batches of exactly ``rows`` rows (the last one shorter) out of batches of any size."""
+    import pyarrow as pa
+
+    held: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(held)
+            yield from table.slice(0, rows).combine_chunks().to_batches()
+            rest = table.slice(rows)
+            held, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield from pa.Table.from_batches(held).combine_chunks().to_batches()
+
+
+# -- scoring ------------------------------------------------------------------------
+def predict_frame(model: LoadedModel, frame: pd.DataFrame) -> tuple[pd.DataFrame, Any, Any]:
+    """The prepared input, predictions and probabilities (None unless a classifier)."""
+    import numpy as np
+
+    prepared = model.prepare(frame)
+    if model.manifest.flavor == "onnx":
+        from loopml.models.onnx import onnx_predict
+
+        predictions, probabilities = onnx_predict(model.model, prepared)
+        return prepared, predictions, probabilities
+    estimator = model.model
+    if model.classes is None or not callable(getattr(estimator, "predict_proba", None)):
+        return prepared, estimator.predict(prepared), None
+    probabilities = estimator.predict_proba(prepared)
+    if _predicts_by_argmax(estimator):  # half the work: predict would compute them again
+        classes = np.asarray(estimator.classes_)
+        return prepared, classes.take(np.argmax(probabilities, axis=1)), probabilities
+    return prepared, estimator.predict(prepared), probabilities
+
+
+def _predicts_by_argmax(estimator: Any) -> bool:
+    """Whether ``predict`` is, by its definition, the class of the highest probability:
+    scikit-learn's single-output trees and forests (alone or last in a pipeline)."""
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.tree import DecisionTreeClassifier
+
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    return (
+        isinstance(final, (RandomForestClassifier, ExtraTreesClassifier, DecisionTreeClassifier))
+        and getattr(final, "n_outputs_", 1) == 1
+        and hasattr(estimator, "classes_")
+    )
+
+
+Scored = tuple["pd.DataFrame", Any, Any, float]
+
+
+class _LocalScorer:
+    """Scores a chunk per CPU at a time in threads (scikit-learn's trees and ONNX Runtime
+    release the GIL while they compute), while the next chunks are read."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        if model.manifest.flavor == "onnx":
+            model = _single_threaded(model.model.onnx_bytes, model.manifest)
+        self._model = model
+        self._workers = max(2, os.cpu_count() or 1)
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="loopml-batch")
+
+    def run(self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str]) -> Iterator[Scored]:
+        pending: deque[Any] = deque()
+        for batch in chunks:
+            pending.append(self._pool.submit(_score_batch, self._model, batch, keep))
+            if len(pending) >= self._workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _RayScorer:
+    """Scores chunks as Ray tasks, a few per CPU in flight, results taken in order."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("ray=True needs Ray; run: pip install 'loopml[ray]'.") from None
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            address = os.environ.get("LOOPML_RAY_ADDRESS") or None
+            if address:
+                ray.init(address=address, log_to_driver=False)
+            else:
+                ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
+            self._started = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
+        self._in_flight = 2 * max(1, cpus)
+        # An ONNX Runtime session does not pickle; workers rebuild it from the bytes.
+        onnx = model.manifest.flavor == "onnx"
+        self._model = ray.put((model.model.onnx_bytes, model.manifest) if onnx else model)
+        self._remote = ray.remote(num_cpus=1, max_retries=1)(_score_remote)
+
+    def run(self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str]) -> Iterator[Scored]:
+        pending: deque[Any] = deque()
+        for batch in chunks:
+            pending.append(self._remote.remote(self._model, batch, keep))
+            if len(pending) >= self._in_flight:
+                yield self._ray.get(pending.popleft())
+        while pending:
+            yield self._ray.get(pending.popleft())
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+def _score_remote(model: Any, batch: pa.RecordBatch, keep: Sequence[str]) -> Scored:
+    """A Ray task: :func:`_score_batch`, with an ONNX model sent as (bytes, manifest)."""
+    if isinstance(model, tuple):
+        model = _single_threaded(*model)
+    return _score_batch(model, batch, keep)
+
+
+def _single_threaded(onnx_bytes: bytes, manifest: Manifest) -> LoadedModel:
+    """An ONNX model whose every call runs on one thread, without spin-waiting: chunks run
+    side by side, and ONNX Runtime's default thread pool would only compete with them
+    (it spends a third of its CPU time spinning here)."""
+    from loopml.models import LoadedModel
+    from loopml.models.onnx import OnnxModel
+
+    return LoadedModel(OnnxModel(_session(onnx_bytes), onnx_bytes), manifest)
+
+
+@functools.lru_cache(maxsize=4)
+def _session(onnx_bytes: bytes) -> Any:
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+
+
+def _score_batch(model: LoadedModel, batch: pa.RecordBatch, keep: Sequence[str]) -> Scored:
+    """One chunk: the model's input (plus ``keep`` columns), predictions, probabilities,
+    and the seconds the model took."""
+    frame = batch.to_pandas()
+    missing = [name for name in keep if name not in frame.columns]
+    if missing:
+        raise ValidationError(
+            f"The input has no column(s) {', '.join(map(repr, missing))} to keep; it has "
+            f"{', '.join(map(repr, frame.columns[:20]))}."
+        )
+    started = time.perf_counter()
+    prepared, predictions, probabilities = predict_frame(model, frame)
+    seconds = time.perf_counter() - started
+    for name in keep:
+        if name not in prepared.columns:
+            prepared[name] = frame[name].to_numpy()
+    return prepared, predictions, probabilities, seconds
+
+
+# -- output -------------------------------------------------------------------------
+def _output_table(
+    frame: pd.DataFrame,
+    predictions: Any,
+    probabilities: Any,
+    model: LoadedModel,
+    keep: Sequence[str],
+) -> pa.Table:
+    import numpy as np
+    import pyarrow as pa
+
+    columns: dict[str, Any] = {
+        name: pa.array(frame[name].to_numpy(), from_pandas=True) for name in keep
+    }
+    columns["prediction"] = pa.array(np.asarray(predictions))
+    if probabilities is not None:
+        matrix = np.asarray(probabilities, dtype=np.float64)
+        classes = model.classes or list(range(matrix.shape[1]))
+        for i, name in enumerate(classes):
+            columns[f"proba_{name}"] = pa.array(matrix[:, i])
+    return pa.table(columns)
+
+
+class _OutputFile:
+    """A Parquet file written one table at a time (its schema from the first)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._writer: Any = None
+
+    def write(self, table: pa.Table) -> None:
+        import pyarrow.parquet as pq
+
+        from loopml.serving.predlog import dictionary_columns
+
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.path,
+                table.schema,
+                compression="zstd",
+                use_dictionary=dictionary_columns(table.schema),
+            )
+        self._writer.write_table(table.cast(self._writer.schema))
+
+    def __enter__(self) -> _OutputFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        elif exc[0] is None:  # an empty input: still an output, with no rows
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"prediction": pa.array([], pa.float64())}), self.path)

@@ -1,0 +1,218 @@
+"""Batch scoring: chunked, equal to the model's own predictions, logged as batch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import loopml
+from loopml.errors import ConflictError, NotFoundError, ValidationError
+from loopml.serving.batch import score
+
+FEATURES = [f"f{i}" for i in range(5)]
+
+
+def features(rows: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(rng.normal(size=(rows, len(FEATURES))), columns=FEATURES)
+    frame.insert(0, "customer", [f"c{i}" for i in range(rows)])
+    return frame
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace with ``rf`` (a random forest classifier, version 1), ``price`` (a
+    linear regression) and the dataset ``inputs``."""
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LinearRegression
+
+    folder = tmp_path_factory.mktemp("batch") / "home"
+    train = features(600, seed=1).drop(columns="customer")
+    train["label"] = np.where(train["f0"] + train["f1"] > 0, "yes", "no")
+    train["price"] = 3 * train["f0"] - train["f2"]
+    with loopml.Workspace.open(folder) as ws:
+        for name, model, target in [
+            ("rf", RandomForestClassifier(n_estimators=10, random_state=0), "label"),
+            ("price", LinearRegression(), "price"),
+        ]:
+            result = ws.train(model, data=train, target=target, features=FEATURES, experiment=name)
+            ws.registry.register(result, name=name)
+        ws.data.ingest(features(700, seed=3), name="inputs")
+    return folder
+
+
+@pytest.fixture
+def ws(home: Path) -> Iterator[loopml.Workspace]:
+    workspace = loopml.Workspace.open(home, create=False)
+    yield workspace
+    workspace.close()
+
+
+@pytest.fixture
+def input_file(tmp_path: Path) -> Path:
+    path = tmp_path / "input.parquet"
+    features(2500, seed=2).to_parquet(path)
+    return path
+
+
+def test_output_equals_the_models_predictions_chunk_by_chunk(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    progress: list[tuple[int, int | None]] = []
+    result = score(
+        ws, "models:/rf/1", input_file, tmp_path / "out.parquet", chunk_rows=1000,
+        on_progress=lambda done, total: progress.append((done, total)), keep=["customer"],
+    )  # fmt: skip
+    assert progress == [(1000, 2500), (2000, 2500), (2500, 2500)]
+    assert (result.rows, result.model, result.version) == (2500, "rf", 1)
+    out = pd.read_parquet(result.output)
+    frame = pd.read_parquet(input_file)
+    model = ws.registry.load("models:/rf/1")
+    assert list(out.columns) == ["customer", "prediction", "proba_no", "proba_yes"]
+    assert out["customer"].tolist() == frame["customer"].tolist()
+    assert out["prediction"].tolist() == list(model.predict(frame))
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]], model.predict_proba(frame))
+
+
+def test_scored_rows_are_logged_as_batch_under_the_jobs_request_id(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    result = score(ws, "models:/price/1", input_file, tmp_path / "out.parquet", chunk_rows=700)
+    logged = ws.predictions("price", source="batch")
+    mine = logged[logged["request_id"] == result.request_id]
+    assert mine["row"].tolist() == list(range(2500))
+    assert result.logged_rows == 2500
+    assert set(mine["version"]) == {1}
+    np.testing.assert_allclose(mine["prediction"], pd.read_parquet(result.output)["prediction"])
+    np.testing.assert_allclose(mine["f0"], pd.read_parquet(input_file)["f0"])
+    ws.log_feedback(result.request_id, 1.25, row=42)
+    joined = ws.predictions_with_feedback("price")
+    assert joined.loc[joined["label"].notna(), "row"].tolist() == [42]
+
+    quiet = score(ws, "models:/price/1", input_file, tmp_path / "quiet.parquet", log=False)
+    assert quiet.logged_rows == 0
+    assert quiet.request_id not in set(ws.predictions("price")["request_id"])
+
+
+def test_csv_files_and_dataset_references_are_scored_too(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    csv = tmp_path / "input.csv"
+    pd.read_parquet(input_file).to_csv(csv, index=False)
+    from_csv = score(ws, "models:/price/1", csv, tmp_path / "a.parquet", chunk_rows=999, log=False)
+    from_parquet = score(ws, "models:/price/1", input_file, tmp_path / "b.parquet", log=False)
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(from_csv.output), pd.read_parquet(from_parquet.output)
+    )
+    from_dataset = score(ws, "models:/price/1", "inputs@1", tmp_path / "c.parquet", log=False)
+    assert from_dataset.rows == 700
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(3):
+        features(100, seed=10 + i).to_parquet(folder / f"part-{i}.parquet")
+    assert score(ws, "models:/price/1", folder, tmp_path / "d.parquet", log=False).rows == 300
+
+
+def test_a_run_reference_is_scored_and_logged_under_it(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    version = ws.registry.get("models:/rf/1")
+    ref = f"runs:/{version.run_id}/model"
+    result = score(ws, ref, input_file, tmp_path / "out.parquet")
+    assert (result.model, result.version) == (ref, 0)
+    assert len(ws.predictions(ref)) == 2500
+
+
+def test_onnx_runtime_scores_with_the_versions_onnx_export(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    pytest.importorskip("skl2onnx")
+    ws.registry.export("models:/price/1", "onnx", data=features(200, seed=5))
+    result = score(ws, "models:/price/1", input_file, tmp_path / "out.parquet", runtime="onnx")
+    expected = ws.registry.load("models:/price/1").predict(pd.read_parquet(input_file))
+    np.testing.assert_allclose(pd.read_parquet(result.output)["prediction"], expected, rtol=1e-5)
+    with pytest.raises(ValidationError, match="ONNX"):
+        version = ws.registry.get("models:/price/1")
+        score(
+            ws, f"runs:/{version.run_id}/model", input_file, tmp_path / "x.parquet", runtime="onnx"
+        )
+
+
+def test_missing_input_columns_are_named_and_no_output_is_left(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    frame = pd.read_parquet(input_file).drop(columns=["f1", "f3"])
+    with pytest.raises(ValidationError, match="'f1', 'f3'"):
+        score(ws, "models:/rf/1", frame, tmp_path / "out.parquet")
+    assert list(tmp_path.iterdir()) == [input_file]
+
+
+def test_an_existing_output_is_refused_unless_overwrite(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out.parquet"
+    out.write_text("keep me")
+    with pytest.raises(ConflictError, match="overwrite"):
+        score(ws, "models:/price/1", input_file, out, log=False)
+    assert out.read_text() == "keep me"
+    score(ws, "models:/price/1", input_file, out, log=False, overwrite=True)
+    assert len(pd.read_parquet(out)) == 2500
+
+
+@pytest.mark.parametrize(
+    ("ref", "source", "error", "match"),
+    [
+        ("models:/nope/1", "input.parquet", NotFoundError, "nope"),
+        ("models:/price/1", "missing.parquet", NotFoundError, "missing.parquet"),
+        ("models:/price/1", "nodata@3", NotFoundError, "nodata"),
+        ("models:/price/1", "input.parquet:chunk_rows=0", ValidationError, "chunk_rows"),
+        ("models:/price/1", "input.parquet:runtime=tf", ValidationError, "runtime"),
+    ],
+)
+def test_bad_requests_are_refused_with_a_clear_error(
+    ws: loopml.Workspace,
+    input_file: Path,
+    tmp_path: Path,
+    ref: str,
+    source: str,
+    error: type[Exception],
+    match: str,
+) -> None:
+    name, _, option = source.partition(":")
+    options: dict[str, object] = {}
+    if option:
+        key, _, value = option.partition("=")
+        options[key] = int(value) if value.isdigit() else value
+    with pytest.raises(error, match=match):
+        score(ws, ref, tmp_path / name if name.endswith(".parquet") else name,
+              tmp_path / "out.parquet", **options)  # type: ignore[arg-type]  # fmt: skip
+    assert not (tmp_path / "out.parquet").exists()
+
+
+def test_an_empty_input_gives_an_empty_output(ws: loopml.Workspace, tmp_path: Path) -> None:
+    empty = features(0, seed=0)
+    result = score(ws, "models:/price/1", empty, tmp_path / "out.parquet")
+    assert result.rows == 0
+    assert pd.read_parquet(result.output).empty
+
+
+@pytest.mark.slow
+def test_ray_scores_partitions_in_order(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.delenv("LOOPML_RAY_ADDRESS", raising=False)
+    monkeypatch.setattr("os.cpu_count", lambda: 2)
+    result = score(
+        ws, "models:/rf/1", input_file, tmp_path / "out.parquet", chunk_rows=400, ray=True
+    )
+    local = score(ws, "models:/rf/1", input_file, tmp_path / "local.parquet", chunk_rows=400)
+    pd.testing.assert_frame_equal(pd.read_parquet(result.output), pd.read_parquet(local.output))
+    logged = ws.predictions("rf", source="batch")
+    assert logged.loc[logged["request_id"] == result.request_id, "row"].tolist() == list(
+        range(2500)
+    )
