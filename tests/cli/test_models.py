@@ -120,7 +120,7 @@ def test_export_and_import(home: Path, tmp_path: Path, monkeypatch: pytest.Monke
     context = tmp_path / "context"
     docker = invoke(home, "models", "export", "churn", "1", "-f", "docker", "-o", str(context))
     assert docker.exit_code == 0, docker.output
-    assert {"Dockerfile", "entrypoint.sh", "requirements.txt", "model", "wheels"} <= {
+    assert {"Dockerfile", "entrypoint.sh", "requirements.txt", "churn", "wheels"} <= {
         p.name for p in context.iterdir()
     }
     assert_clean_failure(

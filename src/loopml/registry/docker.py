@@ -36,7 +36,7 @@ WORKDIR /srv
 COPY requirements.txt ./
 COPY wheels/ ./wheels/
 RUN pip install --no-cache-dir --find-links ./wheels -r requirements.txt
-COPY model/ ./model/
+COPY {name}/ ./{name}/
 COPY entrypoint.sh ./
 EXPOSE {port}
 HEALTHCHECK CMD python -c "import urllib.request; \\
@@ -46,7 +46,7 @@ ENTRYPOINT ["sh", "./entrypoint.sh"]
 # Options after the image name (docker run IMAGE --workers 2) reach loopml serve.
 _ENTRYPOINT = """\
 #!/bin/sh
-exec loopml serve ./model --host "${{LOOPML_SERVE_HOST:-0.0.0.0}}" \\
+exec loopml serve ./{name} --host "${{LOOPML_SERVE_HOST:-0.0.0.0}}" \\
     --port "${{LOOPML_SERVE_PORT:-{port}}}" "$@"
 """
 
@@ -57,7 +57,8 @@ def write_context(workspace: Workspace, version: ModelVersion, out: Path) -> Pat
         raise ConflictError(f"{out} already holds files; export to a new folder.")
     bundle = workspace.registry.local_bundle(version)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(bundle, out / "model")
+    # The folder's name is the served model's name (/models/<name>/predict).
+    shutil.copytree(bundle, out / version.name)
     (out / "wheels").mkdir()
     loopml_requirement = _loopml_requirement(out / "wheels")
     pins = (bundle / "requirements.txt").read_text().split()
@@ -69,7 +70,7 @@ def write_context(workspace: Workspace, version: ModelVersion, out: Path) -> Pat
         _DOCKERFILE.format(name=version.name, version=version.version, python=python, port=PORT)
     )
     entrypoint = out / "entrypoint.sh"
-    entrypoint.write_text(_ENTRYPOINT.format(port=PORT))
+    entrypoint.write_text(_ENTRYPOINT.format(port=PORT, name=version.name))
     entrypoint.chmod(0o755)
     (out / ".dockerignore").write_text("**/__pycache__\n")
     return out
