@@ -63,8 +63,11 @@ def test_canary_rolls_back_on_errors_latency_or_prediction_drift() -> None:
     assert errors.action == "rollback" and "error rate" in errors.reason
     slow = canary_decision(plan, 1, 1, stable, _arm(100, latency=50.0))
     assert slow.action == "rollback" and "p99" in slow.reason
+    plan = CanaryPlan(interval_s=60, min_requests=50, min_drift_rows=100)
     shifted = canary_decision(plan, 1, 1, stable, _arm(100, scores=[0.99] * 100))
     assert shifted.action == "rollback" and "PSI" in shifted.reason
+    few = CanaryPlan(interval_s=60, min_requests=50, min_drift_rows=1000)  # too few to judge
+    assert canary_decision(few, 1, 1, stable, _arm(100, scores=[0.99] * 100)).action == "wait"
 
 
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:

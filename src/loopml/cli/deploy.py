@@ -41,6 +41,9 @@ def deploy(
     max_prediction_psi: Annotated[
         float, typer.Option(help="Prediction drift guard (PSI against stable).")
     ] = 0.2,
+    check_every: Annotated[
+        str, typer.Option(help="How often the canary's guards are judged.")
+    ] = "5s",
     shadow: Annotated[
         str | None, typer.Option(help="Candidate that gets copies of every request.")
     ] = None,
@@ -79,7 +82,7 @@ def deploy(
             max_latency_ratio,
             max_prediction_psi,
         )
-        spec = DeploySpec(strategy, candidate, plan, split)
+        spec = DeploySpec(strategy, candidate, plan, split, parse_duration(check_every))
         with open_workspace(home) as ws:
             holder = ws.registry.get(f"models:/{name}@{alias}")
             ws.registry.get(candidate)

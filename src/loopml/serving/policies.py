@@ -101,6 +101,7 @@ class CanaryPlan:
     max_error_rate: float = 0.01  # absolute; and never worse than stable + this margin
     max_latency_ratio: float = 1.5  # canary p99 over stable p99
     max_prediction_psi: float = 0.2  # population stability of the canary's predictions
+    min_drift_rows: int = 200  # per arm before the PSI is judged: on fewer it is noise
 
 
 @dataclass(frozen=True)
@@ -145,7 +146,7 @@ def canary_decision(
             f" (allowed x{plan.max_latency_ratio})",
             measured,
         )
-    if canary.predictions and stable.predictions:
+    if min(len(canary.predictions), len(stable.predictions)) >= plan.min_drift_rows:
         drift = psi(np.asarray(stable.predictions), np.asarray(canary.predictions))
         measured["prediction_psi"] = drift
         if drift > plan.max_prediction_psi:
