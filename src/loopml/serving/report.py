@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from loopml.serving.policies import ABResult, ShadowReport, ab_test, shadow_report
 
 if TYPE_CHECKING:
