@@ -125,3 +125,20 @@ def test_the_demo_registers_and_promotes_through_gates(
     assert [g["id"] for g in lineage.gates] == [gated.verdict.gate_id]
     assert lineage.gates[0]["champion_run_id"] == best.run_id
     assert {d["role"] for d in lineage.datasets} == {"train", "valid"}
+
+
+def test_the_demo_serves_production_over_http_and_logs_the_traffic(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    from loopml.demo import serve_and_send
+
+    with loopml.Workspace.open(tmp_path) as ws:
+        gated = tune_and_gate(ws, run_demo(ws, models=two_models), n_trials=2)
+        traffic = serve_and_send(ws, requests=30)
+        logged = ws.predictions("breast-cancer-classifier")
+
+    production = gated.version.version if gated.verdict.passed else gated.baseline.version
+    assert (traffic.ok, traffic.refused, traffic.version) == (30, 2, production)
+    assert traffic.url.startswith("http://127.0.0.1:") and traffic.p99_ms >= traffic.p50_ms
+    assert len(logged) == traffic.logged_rows == 30
+    assert set(logged["version"]) == {production}

@@ -49,8 +49,10 @@ __all__ = [
     "DemoGate",
     "DemoModel",
     "DemoResult",
+    "DemoTraffic",
     "demo_models",
     "run_demo",
+    "serve_and_send",
     "tune_and_gate",
 ]
 
@@ -327,4 +329,86 @@ def _gate_and_promote(
     reason = "gate passed on held-out rows" if verdict.passed else "gate failed"
     return verdict, workspace.registry.promote(
         DEMO_MODEL, version.version, alias, reason=f"loopml demo: {reason}"
+    )
+
+
+@dataclass(frozen=True)
+class DemoTraffic:
+    """What :func:`serve_and_send` saw: the served version, answers, latencies, the log."""
+
+    url: str
+    version: int
+    requests: int
+    ok: int
+    refused: int  # malformed requests, answered 422 as they should be
+    p50_ms: float
+    p99_ms: float
+    logged_rows: int
+    sample: dict[str, Any]
+
+
+def serve_and_send(workspace: Workspace, requests: int = 200) -> DemoTraffic:
+    """Serves ``models:/breast-cancer-classifier@production`` on a free 127.0.0.1 port
+    (a real uvicorn server in a thread), sends it ``requests`` single-row requests of
+    held-out rows and a few malformed ones, stops it (draining the prediction log) and
+    reports what came back."""
+    import socket
+    import threading
+
+    import httpx
+    import numpy as np
+    import uvicorn
+
+    from loopml.serving import create_app
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    app = create_app(workspace, f"models:/{DEMO_MODEL}@production", poll_seconds=0)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, name="loopml-demo-server", daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    rows = workspace.data.split(DEMO_DATASET, **DEMO_SPLIT)["test"].drop(columns="target")
+    records = rows.to_dict(orient="records")
+    latencies: list[float] = []
+    ok, refused, sample = 0, 0, dict[str, Any]()
+    try:
+        with httpx.Client(base_url=url, timeout=10) as client:
+            for _ in range(200):  # ready once loaded and warmed up
+                try:
+                    if client.get("/health/ready").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.05)
+            for index in range(requests):
+                started = time.perf_counter()
+                answer = client.post(
+                    f"/models/{DEMO_MODEL}/predict",
+                    json={"records": [records[index % len(records)]]},
+                )
+                latencies.append((time.perf_counter() - started) * 1000)
+                ok += answer.status_code == 200
+                sample = sample or answer.json()
+            malformed: list[dict[str, Any]] = [
+                {"records": [{"mean radius": "large"}]},
+                {"records": []},
+            ]
+            for bad in malformed:
+                refused += client.post(f"/models/{DEMO_MODEL}/predict", json=bad).status_code == 422
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+    logged = len(workspace.predictions(DEMO_MODEL))
+    return DemoTraffic(
+        url,
+        int(sample.get("version") or 0),
+        requests,
+        ok,
+        refused,
+        float(np.percentile(latencies, 50)),
+        float(np.percentile(latencies, 99)),
+        logged,
+        sample,
     )

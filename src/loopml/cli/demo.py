@@ -24,6 +24,7 @@ from loopml.demo import (
     DemoResult,
     demo_models,
     run_demo,
+    serve_and_send,
     tune_and_gate,
 )
 
@@ -68,6 +69,8 @@ def demo(
         ):
             gated = tune_and_gate(ws, results, experiment)
             lineage = ws.registry.lineage(f"models:/{DEMO_MODEL}@production")
+        with out.status(f"Serving {DEMO_MODEL}@production over HTTP and sending it traffic"):
+            traffic = serve_and_send(ws)
     search = gated.search
     out.print(
         f"Best of the search: C={search.best_params['C']:.4g}, "
@@ -88,6 +91,12 @@ def demo(
             f"[dim]({escape(event.reason or '')})[/]"
         )
     out.print(lineage.to_tree())
+    out.print(
+        f"Served version {traffic.version} at {traffic.url}: {traffic.ok} of "
+        f"{traffic.requests} requests answered (p50 {traffic.p50_ms:.1f} ms, p99 "
+        f"{traffic.p99_ms:.1f} ms), {traffic.refused} malformed ones refused with 422, "
+        f"{traffic.logged_rows} predictions in the log (ws.predictions)."
+    )
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
     out.print(
@@ -97,6 +106,7 @@ def demo(
     best = max(results, key=lambda r: r.metrics["roc_auc"])
     out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
     out.print(f"  loopml models history {DEMO_MODEL}{escape(home_flag)}")
+    out.print(f"  loopml serve models:/{DEMO_MODEL}@production{escape(home_flag)}")
     if len(results) > 1:
         ids = " ".join(short_id(r.run_id) for r in results[:2])
         out.print(f"  loopml runs compare {ids}{escape(home_flag)}")
