@@ -151,3 +151,27 @@ def test_hot_swap_under_load_fails_no_request_and_never_mixes_versions(
 
 def _version(body: Any) -> int | None:
     return body.get("version") if isinstance(body, dict) else None
+
+
+def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path) -> None:
+    """Every answered request is in the log after a SIGTERM, even with a long flush wait."""
+    from tests.registry._samples import registered
+
+    home = tmp_path / "home"
+    with loopml.Workspace.open(home) as ws:
+        registered(ws, 1)
+        ws.registry.promote("churn", 1, "live")
+    answered: list[str] = []
+    with running_server(home, "models:/churn@live", "--poll-seconds", "0") as url:
+        with ThreadPoolExecutor(4) as pool:
+
+            def send(_: int) -> str:
+                reply = httpx.post(f"{url}/models/churn/predict", json={"records": [CHURN_ROW]})
+                assert reply.status_code == 200
+                return str(reply.json()["request_id"])
+
+            answered = list(pool.map(send, range(200)))
+    # running_server stopped it with SIGTERM; the log was drained on the way out.
+    with loopml.Workspace.open(home) as ws:
+        logged = ws.predictions("churn")
+    assert sorted(logged["request_id"]) == sorted(answered)
