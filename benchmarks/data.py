@@ -2,7 +2,7 @@
 pandera and a bare numpy pass of the same checks, on this machine.
 
     bash benchmarks/setup.sh
-    benchmarks/.venv/bin/python benchmarks/data.py            # full sizes (~12-15 min)
+    benchmarks/.venv/bin/python benchmarks/data.py            # full sizes (~12-18 min)
     benchmarks/.venv/bin/python benchmarks/data.py --quick    # smoke run (<1 min)
 
 One seeded dataset of 10 million rows x 20 columns (ints, floats, categories, text, a
@@ -337,14 +337,19 @@ def child_ingest(spec: dict[str, Any]) -> dict[str, Any]:
     ws = loopml.Workspace.open(home)
     try:
         rss_before = _status("VmRSS")
+        cpu_before = os.times()
         start = time.perf_counter()
         version = ws.data.ingest(
             spec["file"], name="bench", contract=spec["contract"], on_invalid="fail"
         )
         seconds = time.perf_counter() - start
+        cpu = os.times()
         report = version.report
         return {
             "seconds": seconds,
+            # CPU time of all the process's threads during the ingest: with the machine
+            # shared, wall time / CPU time shows how much of the two cores it got.
+            "cpu_s": (cpu.user - cpu_before.user) + (cpu.system - cpu_before.system),
             "rows": version.rows,
             "columns": version.columns,
             "passed": bool(report is not None and report.passed),
@@ -699,11 +704,13 @@ def ingest_part(
             check(result["rows"] == expected_rows[fmt], f"{fmt} ingest stored {result['rows']}")
             result["rows_per_s"] = result["rows"] / result["seconds"]
             result["load_avg_1m"] = load
+            result["load_avg_1m_after"] = os.getloadavg()[0]
             samples[fmt].append(result)
             say(
                 f"ingest {fmt:8s} {repeat + 1}/{repeats}: {result['rows']:,} rows in "
                 f"{result['seconds']:.1f} s = {result['rows_per_s']:,.0f} rows/s, "
-                f"peak RSS {mb(result['peak_rss']):,.0f} MiB (load {load:.1f})"
+                f"CPU {result['cpu_s']:.1f} s, peak RSS {mb(result['peak_rss']):,.0f} MiB "
+                f"(load {load:.1f} -> {result['load_avg_1m_after']:.1f})"
             )
     section: dict[str, Any] = {}
     for fmt, runs in samples.items():
@@ -714,7 +721,9 @@ def ingest_part(
             "rows_per_s": summary([r["rows_per_s"] for r in runs]),
             "peak_rss_bytes": summary([r["peak_rss"] for r in runs]),
             "rss_before_bytes": summary([r["rss_before"] for r in runs]),
+            "cpu_s": summary([r["cpu_s"] for r in runs]),
             "load_avg_1m": [r["load_avg_1m"] for r in runs],
+            "load_avg_1m_after": [r["load_avg_1m_after"] for r in runs],
         }
     return section
 

@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -417,3 +419,109 @@ def test_stale_data_is_refused_even_under_quarantine(sqlite_workspace: loopml.Wo
         frame, name="churn", contract=contract, on_invalid="warn"
     )
     assert version.rows == 20 and not version.report.dataset_passed
+
+
+# -- the ingest pipeline -------------------------------------------------------------
+def test_fail_policy_finds_repeats_across_batches_once_at_the_end(
+    sqlite_workspace: loopml.Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.data.validation import Validator
+
+    deferred: list[str] = []
+    defer = Validator.defer_unique_checks
+    monkeypatch.setattr(Validator, "defer_unique_checks",
+                        lambda self: (deferred.append("yes"), defer(self))[1])  # fmt: skip
+    ws = sqlite_workspace
+    frame = churn(300_000)  # three batches of 131,072 rows, and a bit
+    frame.loc[[5, 140_000], "age"] = 200  # row 140,000 also repeats an id below
+    frame.loc[[140_000, 140_001, 290_000], "customer_id"] = [7, 131_500, 7]
+    before = objects(ws)
+    with pytest.raises(DataValidationError, match="customer_id unique: 3 failing") as caught:
+        ws.data.ingest(frame, name="churn", contract=CONTRACT)
+    refused = caught.value.report
+    unique = next(c for c in refused.checks if c.check == "unique")
+    assert (unique.failures, unique.examples) == (3, [7, 131_500, 7])
+    assert (refused.rows_in, refused.rows_valid) == (300_000, 300_000 - 4)
+    assert objects(ws) == before and leftovers(ws) == []
+    assert all(n == 0 for _, n, _ in ws.data.datasets())
+    assert deferred == ["yes"]  # checked once at the end, not batch by batch
+    # The same report as batch by batch (warn checks each batch's rows as they come).
+    stored = ws.data.ingest(frame, name="churn", contract=CONTRACT, on_invalid="warn").report
+    assert stored is not None and stored.to_dict() == refused.to_dict()
+    assert deferred == ["yes"]
+
+
+def test_the_content_hash_is_the_ipc_form_of_each_row_group(
+    sqlite_workspace: loopml.Workspace,
+) -> None:
+    import hashlib
+
+    from loopml.data.ingest import ROW_GROUP_ROWS, normalized
+
+    rows = 2 * ROW_GROUP_ROWS + 1_000
+    table = pa.table(
+        {
+            "n": np.arange(rows),
+            "s": pa.array([f"s{i % 7}" for i in range(rows)]).dictionary_encode(),
+            "t": pa.array(np.arange(rows) * 1_000, pa.timestamp("ns")),
+        }
+    )
+    version = sqlite_workspace.data.ingest(table, name="hashed")
+    schema = normalized(table.schema)
+    expected = hashlib.sha256()
+    for start in range(0, rows, ROW_GROUP_ROWS):
+        stream = pa.BufferOutputStream()
+        with pa.ipc.new_stream(stream, schema) as ipc:
+            ipc.write_table(table.slice(start, ROW_GROUP_ROWS).cast(schema))
+        expected.update(stream.getvalue())
+    expected.update(schema.serialize().to_pybytes())
+    assert version.content_hash == expected.hexdigest()
+
+
+def test_text_is_dictionary_encoded_only_where_values_repeat(
+    sqlite_workspace: loopml.Workspace, tmp_path: Path
+) -> None:
+    import pyarrow.parquet as pq
+
+    rows = 20_000
+    table = pa.table(
+        {
+            "few": pa.array([["a", "b", "c"][i % 3] for i in range(rows)]),
+            "all": pa.array([f"id-{i}" for i in range(rows)]),
+            "n": np.arange(rows),
+        }
+    )
+    version = sqlite_workspace.data.ingest(table, name="encoded")
+    path = sqlite_workspace.artifacts.download(version.blob_sha256, tmp_path / "v.parquet")
+    group = pq.ParquetFile(path).metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema: group.column(i).has_dictionary_page
+                  for i in range(group.num_columns)}  # fmt: skip
+    assert dictionary == {"few": True, "all": False, "n": False}
+    assert sqlite_workspace.data.get("encoded", format="arrow").equals(table)
+
+
+def test_files_are_read_ahead_on_a_thread_that_stops_with_the_reader() -> None:
+    import threading
+    import time
+
+    from loopml.data.sources import _read_ahead
+
+    produced: list[int] = []
+
+    def numbers(fail_at: int | None = None) -> Iterator[Any]:
+        for i in range(1_000):
+            if i == fail_at:
+                raise loopml.ValidationError(f"bad row {i}")
+            produced.append(i)
+            yield i
+
+    assert list(_read_ahead(numbers())) == list(range(1_000))
+    with pytest.raises(loopml.ValidationError, match="bad row 5"):
+        list(_read_ahead(numbers(fail_at=5)))
+    produced.clear()
+    reader = _read_ahead(numbers(), depth=2)
+    assert [next(reader), next(reader)] == [0, 1]
+    reader.close()  # the consumer stops early: so does the thread
+    time.sleep(0.2)
+    assert len(produced) <= 5
+    assert not any(t.name == "loopml-read-ahead" for t in threading.enumerate())

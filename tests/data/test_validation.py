@@ -257,6 +257,109 @@ def test_key_is_unique_together_and_never_null() -> None:
     ]
 
 
+def _repeating(kind: str, rows: int, seed: int) -> pa.Array:
+    """Values of ``kind`` with many repeats (near, far and within a batch) and nulls."""
+    rng = np.random.default_rng(seed)
+    numbers = rng.integers(0, rows // 2, rows)
+    missing = rng.random(rows) < 0.05
+    if kind == "int":
+        return pa.array(numbers, mask=missing)
+    if kind == "float":
+        values = numbers / 4.0
+        values[numbers == 0] = -0.0  # one value with 0.0 (never drawn here) and NaN
+        values[rng.random(rows) < 0.01] = np.nan  # NaN is missing, never a repeat
+        return pa.array(values, mask=missing)
+    if kind == "datetime":
+        return pa.array(numbers * 1_000_003, pa.timestamp("us"), mask=missing)
+    if kind == "date":
+        return pa.array(numbers.astype(np.int32), pa.int32(), mask=missing).view(pa.date32())
+    if kind == "bool":
+        return pa.array(numbers % 2 == 0, mask=missing)
+    assert kind == "category"
+    return pa.array(np.array(["S", "M", "L", "XL"])[numbers % 4], mask=missing)
+
+
+@pytest.mark.parametrize("kind", ["int", "float", "datetime", "date", "bool", "category"])
+@pytest.mark.parametrize("rule", ["unique", "key"])
+def test_deferred_unique_checks_report_what_batch_by_batch_checks_report(
+    kind: str, rule: str
+) -> None:
+    extra = ", categories: [S, M, L, XL]" if kind == "category" else ""
+    unique = ", unique: true" if rule == "unique" else ""
+    key = "\n  key: [v]" if rule == "key" else ""
+    contract = load_contract(
+        f"columns:\n  v: {{type: {kind}{unique}{extra}}}\n  x: {{type: int, max: 90}}\n"
+        f"dataset:\n  rows: {{min: 60000}}{key}"
+    )
+    rows = 40_000
+    data = pa.table(
+        {"v": _repeating(kind, rows, 7), "x": np.random.default_rng(8).integers(0, 100, rows)}
+    )
+    eager, deferred = Validator(contract), Validator(contract)
+    deferred.defer_unique_checks()
+    start = 0
+    for size in [1, 999, 7_000, 12_000, 3, 19_997]:  # uneven batches
+        batch = data.slice(start, size)
+        start += size
+        one, other = eager.check(batch), deferred.check(batch)
+        expected = pa.compute.less_equal(batch.column("x"), 90)
+        if rule == "key":  # a key is never missing (NaN is missing)
+            expected = pa.compute.and_(expected, other.table.column("v").is_valid())
+        assert (other.valid == expected.to_numpy(zero_copy_only=False)).all()  # no repeats
+        assert (one.valid <= other.valid).all()
+    assert start == rows
+    expected, got = eager.finish().to_dict(), deferred.finish().to_dict()
+    assert got == expected  # counts, examples, rows_valid (rows failing x too), min_rows
+    check = "unique" if rule == "unique" else "key_unique"
+    failing = next(c for c in got["checks"] if c["check"] == check)
+    assert failing["failures"] > 0 and len(failing["examples"]) == min(5, failing["failures"])
+    assert next(c for c in got["checks"] if c["check"] == "min_rows")["failures"] == 1
+    assert deferred.finish().to_dict() == got  # finish() again, same answer
+
+
+def test_deferred_unique_checks_must_come_first_and_leave_text_to_the_batches() -> None:
+    contract = load_contract(
+        "columns:\n  id: {type: int, unique: true}\n  email: {type: string, unique: true}"
+    )
+    validator = Validator(contract)
+    validator.defer_unique_checks()
+    first = validator.check(pd.DataFrame({"id": [1, 1, 2], "email": ["a", "b", "a"]}))
+    assert _invalid_rows(first) == [2]  # the repeated email; the repeated id waits
+    report = validator.finish()
+    assert _check(report, "unique", "id").failures == 1
+    assert _check(report, "unique", "id").examples == [1]
+    assert _check(report, "unique", "email").examples == ["a"]
+    assert (report.rows_valid, report.rows_invalid) == (1, 2)
+    started = Validator(contract)
+    started.check(pd.DataFrame({"id": [1], "email": ["a"]}))
+    with pytest.raises(RuntimeError, match="before the first batch"):
+        started.defer_unique_checks()
+
+
+def test_later_keys_name_exactly_the_later_repeats_across_many_batches() -> None:
+    from loopml.data._uniqueness import LaterKeys
+
+    rng = np.random.default_rng(4)
+    keys = rng.integers(0, 50_000, 200_000).astype(np.uint64)
+    present = rng.random(len(keys)) > 0.1
+    later = LaterKeys()
+    for start in range(0, len(keys), 7_000):
+        mask = present[start : start + 7_000]
+        later.add(keys[start : start + 7_000], None if mask.all() else mask, start)
+    seen: set[int] = set()
+    expected = []
+    for row, key in enumerate(keys.tolist()):
+        if not present[row]:
+            continue
+        if key in seen:
+            expected.append(row)
+        seen.add(key)
+    rows, repeated = later.repeats()
+    assert rows.tolist() == expected
+    assert repeated.tolist() == keys[expected].tolist()
+    assert LaterKeys().repeats()[0].tolist() == []
+
+
 def test_reasons_list_every_failure_of_a_row_in_contract_order() -> None:
     frame = pd.DataFrame(
         {"age": [30, 150, 20], "plan": ["pro", "gold", "pro"], "email": ["a@b", "x", "c@d"]}

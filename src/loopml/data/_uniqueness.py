@@ -14,7 +14,12 @@ import pyarrow as pa
 if TYPE_CHECKING:
     from loopml.data.validation import _Plan  # the compiled column; validation imports this
 
-__all__ = ["KeyEncoder", "SeenSet", "mix"]
+__all__ = ["EXACT_KINDS", "KeyEncoder", "LaterKeys", "SeenSet", "key_values", "mix"]
+
+
+# Column types whose 64-bit key is the value itself (category: its position in the
+# contract's categories), so a key turns back into the value it came from.
+EXACT_KINDS = frozenset({"int", "float", "bool", "datetime", "date"})
 
 
 class KeyEncoder:
@@ -169,3 +174,96 @@ def mix(keys: np.ndarray[Any, np.dtype[np.uint64]]) -> np.ndarray[Any, np.dtype[
     keys = (keys ^ (keys >> np.uint64(30))) * _MIX_1
     keys = (keys ^ (keys >> np.uint64(27))) * _MIX_2
     return keys ^ (keys >> np.uint64(31))
+
+
+class LaterKeys:
+    """Every key in row order, searched for repeats once, at the end: one sort of all
+    the keys instead of a binary search through the earlier keys for every batch.
+
+    The batches are not told which of their rows repeat; ``repeats()`` names the rows.
+    Memory: 8 bytes per row with a value, twice that while ``repeats()`` sorts.
+    """
+
+    def __init__(self) -> None:
+        self._chunks: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
+        self._batches: list[tuple[int, int, np.ndarray[Any, np.dtype[np.int64]] | None]] = []
+        self._keys = 0
+        self._checked: (
+            tuple[int, np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.uint64]]]
+            | None
+        ) = None
+
+    def add(
+        self,
+        keys: np.ndarray[Any, np.dtype[np.uint64]],
+        present: np.ndarray[Any, np.dtype[np.bool_]] | None,
+        offset: int,
+    ) -> None:
+        """Keeps the keys of one batch whose first row is row ``offset`` overall;
+        ``present`` tells which rows have a value (None: all)."""
+        rows = None if present is None else np.flatnonzero(present)
+        kept = keys if rows is None else keys[rows]
+        if not len(kept):
+            return
+        self._chunks.append(kept)
+        self._batches.append((self._keys, offset, rows))  # first key, first row, rows
+        self._keys += len(kept)
+
+    def repeats(
+        self,
+    ) -> tuple[np.ndarray[Any, np.dtype[np.int64]], np.ndarray[Any, np.dtype[np.uint64]]]:
+        """The row numbers (from 0, ascending) of the rows whose key appeared in an
+        earlier row, and their keys; the first occurrence of a key is not a repeat."""
+        if self._checked is not None and self._checked[0] == self._keys:
+            return self._checked[1], self._checked[2]
+        ordered = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.uint64)
+        ordered.sort()  # in place: no memory beyond this one copy of the keys
+        repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+        del ordered
+        positions = np.zeros(0, np.int64)
+        keys = np.zeros(0, np.uint64)
+        if len(repeated):  # rare: the search for the rows only runs when something repeats
+            keys = np.concatenate(self._chunks)  # in row order
+            values = np.unique(repeated)
+            spot = np.minimum(np.searchsorted(values, keys), len(values) - 1)
+            where = np.flatnonzero(values[spot] == keys)  # every row of a repeated key
+            grouped = keys[where]
+            order = np.argsort(grouped, kind="stable")  # equal keys keep their row order
+            grouped = grouped[order]
+            later = np.zeros(len(grouped), dtype=np.bool_)
+            later[1:] = grouped[1:] == grouped[:-1]
+            positions = np.sort(where[order[later]])
+        self._checked = (self._keys, self._row_numbers(positions), keys[positions])
+        return self._checked[1], self._checked[2]
+
+    def _row_numbers(
+        self, positions: np.ndarray[Any, np.dtype[np.int64]]
+    ) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """The row number of each position among the kept keys."""
+        firsts = np.array([first for first, _, _ in self._batches], dtype=np.int64)
+        batch = np.searchsorted(firsts, positions, side="right") - 1
+        within = positions - firsts[batch]
+        offsets = np.array([offset for _, offset, _ in self._batches], dtype=np.int64)
+        numbers = offsets[batch] + within
+        for index, (_, offset, rows) in enumerate(self._batches):
+            if rows is not None:  # a batch with missing values kept only some rows
+                mine = batch == index
+                numbers[mine] = offset + rows[within[mine]]
+        return numbers
+
+
+def key_values(keys: np.ndarray[Any, np.dtype[np.uint64]], plan: _Plan) -> pa.Array:
+    """The values that ``KeyEncoder.encode`` turned into these keys, for a column of
+    one of ``EXACT_KINDS`` or a category column with its categories listed."""
+    kind = plan.column.type
+    numbers = keys.view(np.int64)
+    if kind == "category":
+        assert plan.categories is not None
+        return plan.categories.take(pa.array(numbers))
+    if kind == "float":
+        return pa.array(keys.view(np.float64))
+    if kind == "bool":
+        return pa.array(numbers != 0)
+    if kind == "date":
+        return pa.array(numbers.astype(np.int32)).view(pa.date32())
+    return pa.array(numbers).view(plan.type)  # int64, or timestamp[us]

@@ -113,6 +113,9 @@ class DataCatalog:
         string_columns = frozenset(c.name for c in resolved.columns) if resolved else frozenset()
         opened = open_source(source, string_columns=string_columns, sql_url=sql_url)
         validator = Validator(resolved) if resolved is not None else None
+        if validator is not None and on_invalid == "fail":
+            # One repeat refuses every row anyway: check unique keys once, in finish().
+            validator.defer_unique_checks()
         folder = _ingest.temporary_folder(self._ws.settings.home)
         try:
             main, quarantined, rows_in = _ingest.write_versions(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from loopml.errors import ValidationError
@@ -45,9 +46,10 @@ class _Sink:
 
     Fixed row groups make the file the same whatever batch sizes the source produced,
     and the content hash covers the Arrow IPC form of each group, so the same rows
-    give the same hash from a CSV, a DataFrame or a Parquet file. Encoding, compression
-    and hashing run on a writer thread (pyarrow and hashlib release the GIL), so reading
-    and validating the next batch use the other core; a short queue bounds the memory.
+    give the same hash from a CSV, a DataFrame or a Parquet file. Two threads take the
+    groups in order: one encodes and compresses them into the Parquet file, the other
+    hashes their IPC form (pyarrow and hashlib release the GIL), so reading and
+    validating the next batch overlap with both; short queues bound the memory.
     """
 
     def __init__(self, path: Path) -> None:
@@ -57,10 +59,8 @@ class _Sink:
         self._pending_rows = 0
         self._schema: pa.Schema | None = None
         self._writer: pq.ParquetWriter | None = None
-        self._hash = hashlib.sha256()
-        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
-        self._thread: threading.Thread | None = None
-        self._failure: BaseException | None = None
+        self._digest = _Digest()
+        self._stages: list[_Stage] = []
 
     def write(self, batch: pa.RecordBatch | pa.Table) -> None:
         if batch.num_rows == 0 and self._schema is not None:
@@ -81,64 +81,123 @@ class _Sink:
         assert self._schema is not None
         table = pa.Table.from_batches(self._pending, schema=self._schema)
         group, rest = table.slice(0, rows), table.slice(rows)
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._drain, name="loopml-ingest-writer")
-            self._thread.start()
+        if not self._stages:
+            self._stages = [
+                _Stage("loopml-ingest-writer", self._encode),
+                _Stage("loopml-ingest-hash", self._hash),
+            ]
         self._raise_failure()
-        self._queue.put(group.combine_chunks())
+        group = group.combine_chunks()
+        for stage in self._stages:
+            stage.put(group)
         self.rows += group.num_rows
         self._pending = rest.to_batches()
         self._pending_rows = rest.num_rows
 
-    def _drain(self) -> None:
-        """The writer thread: encodes, compresses and hashes each row group in order."""
-        assert self._schema is not None
-        while (group := self._queue.get()) is not None:
-            if self._failure is not None:
-                continue  # keep taking groups so the producer never blocks forever
-            try:
-                if self._writer is None:
-                    # Dictionary encoding pays off on text; on numbers it costs time.
-                    text = [f.name for f in self._schema if pa.types.is_string(f.type)]
-                    self._writer = pq.ParquetWriter(
-                        self.path, self._schema, compression="zstd", use_dictionary=text
-                    )
-                self._writer.write_table(group, row_group_size=max(1, group.num_rows))
-                stream = pa.BufferOutputStream()
-                with pa.ipc.new_stream(stream, self._schema) as ipc:
-                    ipc.write_table(group)
-                self._hash.update(stream.getvalue())
-            except BaseException as error:  # re-raised in the producer's thread
-                self._failure = error
+    def _encode(self, group: pa.Table) -> None:
+        """The writer thread: encodes and compresses each row group, in order."""
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(
+                self.path,
+                group.schema,
+                compression="zstd",
+                use_dictionary=_dictionary_columns(group),
+            )
+        self._writer.write_table(group, row_group_size=max(1, group.num_rows))
+
+    def _hash(self, group: pa.Table) -> None:
+        """The hash thread: the IPC stream of each row group, in order, into SHA-256."""
+        with pa.ipc.new_stream(pa.PythonFile(self._digest, mode="w"), group.schema) as ipc:
+            ipc.write_table(group)
 
     def _raise_failure(self) -> None:
-        if self._failure is not None:
-            raise self._failure
+        for stage in self._stages:
+            if stage.failure is not None:
+                raise stage.failure
 
     def _join(self) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join()
-            self._thread = None
+        for stage in self._stages:
+            stage.join()
 
     def close(self) -> Written | None:
         """Flushes the last group; None when nothing (not even a schema) was written."""
         if self._schema is None:
             return None
-        if self._pending_rows or self._thread is None:
+        if self._pending_rows or not self._stages:
             self._emit(self._pending_rows)
         self._join()
         self._raise_failure()
         assert self._writer is not None
         self._writer.close()
-        self._hash.update(self._schema.serialize().to_pybytes())
-        return Written(self.path, self._hash.hexdigest(), self.rows, self._schema)
+        self._digest.hash.update(self._schema.serialize().to_pybytes())
+        return Written(self.path, self._digest.hash.hexdigest(), self.rows, self._schema)
 
     def abort(self) -> None:
         self._join()
         if self._writer is not None:
             self._writer.close()
         self.path.unlink(missing_ok=True)
+
+
+class _Stage:
+    """A thread that hands each row group from a short queue, in order, to ``work``; a
+    failure is kept for the producer to raise, and later groups are skipped."""
+
+    def __init__(self, name: str, work: Callable[[pa.Table], None]) -> None:
+        self._work = work
+        self._queue: queue.Queue[pa.Table | None] = queue.Queue(maxsize=2)
+        self.failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=name)
+        self._thread.start()
+
+    def put(self, group: pa.Table) -> None:
+        self._queue.put(group)
+
+    def _run(self) -> None:
+        while (group := self._queue.get()) is not None:
+            if self.failure is not None:
+                continue  # keep taking groups so the producer never blocks forever
+            try:
+                self._work(group)
+            except BaseException as error:  # re-raised in the producer's thread
+                self.failure = error
+
+    def join(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+
+class _Digest:
+    """A write-only file for ``pa.PythonFile``: what is written goes into SHA-256 and is
+    not kept (pyarrow hands over its buffers, so nothing is copied)."""
+
+    closed = False
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def write(self, data: Any) -> int:
+        self.hash.update(data)
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _dictionary_columns(group: pa.Table) -> list[str]:
+    """The text columns worth dictionary encoding, judged on the first row group: those
+    with at most half their values distinct. On numbers, and on text that is mostly
+    distinct (Parquet gives the dictionary up past 1 MiB anyway), it only costs time."""
+    return [
+        field.name
+        for field in group.schema
+        if pa.types.is_string(field.type)
+        and pc.count_distinct(group.column(field.name)).as_py() * 2 <= group.num_rows
+    ]
 
 
 def normalized(schema: pa.Schema) -> pa.Schema:
@@ -194,7 +253,7 @@ def write_versions(
                     failed = True
                 else:
                     valid = pa.array(result.valid, type=pa.bool_())
-                    invalid = pa.compute.invert(valid)
+                    invalid = pc.invert(valid)
                     main.write(result.table.filter(valid))
                     rejected = pa.Table.from_batches([batch]).filter(invalid)
                     reasons = pa.array(result.reasons, type=pa.string()).filter(invalid)

@@ -3,14 +3,18 @@
 Nothing here reads a whole file into memory: CSV and JSON Lines are parsed by pyarrow
 in line-aligned blocks of a few MB (its own streaming CSV reader read ahead about 0.7x
 the file into memory), Parquet through its batch iterator, SQL through a server-side
-cursor fetched in chunks. Each reader reports how far it has got (bytes or rows) so the
-CLI can draw a progress bar.
+cursor fetched in chunks. Files are read on a thread of their own, two batches ahead of
+the caller (pyarrow parses and decodes without the GIL), so reading overlaps with what
+the caller does with each batch. Each reader reports how far it has got (bytes or rows)
+so the CLI can draw a progress bar.
 """
 
 from __future__ import annotations
 
 import glob as globbing
 import os
+import queue
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,8 +133,51 @@ def _from_files(paths: list[Path], description: str, string_columns: frozenset[s
             done += path.stat().st_size
             source.progress[0] = done
 
-    source.batches = batches
+    source.batches = lambda: _read_ahead(batches())
     return source
+
+
+def _read_ahead(batches: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """What ``batches`` yields, produced on a thread of its own up to ``depth`` batches
+    ahead; its errors are raised here. Stopping early stops the thread."""
+    ready: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(item: tuple[str, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                ready.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for batch in batches:
+                if not hand_over(("batch", batch)):
+                    return
+            hand_over(("end", None))
+        except BaseException as error:  # raised in the caller's thread
+            hand_over(("error", error))
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
+
+    thread = threading.Thread(target=produce, name="loopml-read-ahead", daemon=True)
+    thread.start()
+    try:
+        while True:
+            kind, value = ready.get()
+            if kind == "error":
+                raise value
+            if kind == "end":
+                return
+            yield value
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _lines(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
@@ -168,10 +215,14 @@ def _read_file(
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            handle = pq.ParquetFile(path)
+            # Without pre-buffering, pages are read as they are decoded instead of whole
+            # row groups at a time (10M rows in 1M-row groups: peak 300 MB, not 850 MB,
+            # and less time faulting in fresh memory). One thread decodes: reading runs
+            # beside validation and writing already.
+            handle = pq.ParquetFile(path, pre_buffer=False)
             total_rows = max(1, handle.metadata.num_rows)
             rows = 0
-            for batch in handle.iter_batches(batch_size=CHUNK_ROWS):
+            for batch in handle.iter_batches(batch_size=CHUNK_ROWS, use_threads=False):
                 rows += batch.num_rows
                 advance(int(path.stat().st_size * rows / total_rows))
                 yield batch

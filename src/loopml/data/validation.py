@@ -65,8 +65,9 @@ from loopml.data._conform import (
 )
 from loopml.data._contract_checks import parse_bound
 from loopml.data._pandera import to_pandera
-from loopml.data._uniqueness import KeyEncoder, SeenSet, mix
+from loopml.data._uniqueness import EXACT_KINDS, KeyEncoder, LaterKeys, SeenSet, key_values, mix
 from loopml.data._validation_report import (
+    _EXAMPLES,
     DATASET_CHECKS,
     BatchResult,
     CheckResult,
@@ -163,6 +164,8 @@ class Validator:
         self._rows_valid = 0
         self._structural: list[str] = []
         self._seen: dict[int, SeenSet] = {}
+        self._later: dict[int, tuple[LaterKeys, _Plan]] = {}
+        self._invalid: list[tuple[int, int, np.ndarray[Any, np.dtype[np.uint8]]]] = []
         self._newest: Any = None
         self._keys = KeyEncoder()
 
@@ -205,6 +208,28 @@ class Validator:
             plan.checks["unique"] = self._add("unique", name, "no repeats")
         return plan
 
+    def defer_unique_checks(self) -> None:
+        """Checks ``unique`` columns (and a one-column ``key``) once, in ``finish()``,
+        instead of batch by batch: one sort of all the keys instead of a search per
+        batch. For callers that refuse all the data when any row fails, such as
+        ingestion under ``on_invalid="fail"``; call it before the first batch.
+
+        The batches' ``valid`` masks and ``reasons`` then do not show repeats; the report
+        of ``finish()`` counts them, gives their examples and leaves them out of
+        ``rows_valid`` (and so of ``min_rows``/``max_rows``), as batch by batch. Only
+        ``freshness`` differs: a repeated row's timestamp still counts as valid. Text
+        columns, categories without a list and keys of several columns, whose keys are
+        hashes that cannot give back the value for an example, stay batch by batch.
+        """
+        if self._rows_in:
+            raise RuntimeError("defer_unique_checks() must come before the first batch")
+        for plan in self._plans:
+            if "unique" in plan.checks and _exact(plan):
+                self._later[plan.checks["unique"]] = (LaterKeys(), plan)
+        key = self.contract.key or []
+        if self._key_unique is not None and len(key) == 1 and _exact(self._by_name[key[0]]):
+            self._later[self._key_unique] = (LaterKeys(), self._by_name[key[0]])
+
     # -- one batch ---------------------------------------------------------------------
 
     def check(self, batch: pa.RecordBatch | pa.Table | pd.DataFrame) -> BatchResult:
@@ -240,8 +265,10 @@ class Validator:
         else:
             valid = np.ones(rows, dtype=np.bool_)
         record_failures(self._results, failures, self._rows_in)
-        self._rows_in += rows
         valid_rows = int(np.count_nonzero(valid))
+        if self._later and valid_rows < rows:  # finish() must not count these rows twice
+            self._invalid.append((self._rows_in, rows, np.packbits(valid)))
+        self._rows_in += rows
         self._rows_valid += valid_rows
         freshness = self.contract.freshness
         if freshness is not None and freshness.column in position and valid_rows:
@@ -330,6 +357,9 @@ class Validator:
                 failures.append(Failure(checks["regex"], failing, (values,)))
         if "unique" in checks:
             keys, present = self._keys.encode(values, plan)
+            if checks["unique"] in self._later:
+                self._later[checks["unique"]][0].add(keys, present, self._rows_in)
+                return values
             repeats = self._seen.setdefault(checks["unique"], SeenSet()).repeats(keys, present)
             if repeats is not None:
                 failures.append(Failure(checks["unique"], pa.array(repeats), (values,)))
@@ -373,7 +403,9 @@ class Validator:
             combined = keys if combined is None else mix(mix(combined) ^ keys)
             if valid is not None:
                 present = valid if present is None else present & valid
-        if self._key_unique is not None and combined is not None:
+        if self._key_unique in self._later and combined is not None:
+            self._later[self._key_unique][0].add(combined, present, self._rows_in)
+        elif self._key_unique is not None and combined is not None:
             repeats = self._seen.setdefault(self._key_unique, SeenSet()).repeats(combined, present)
             if repeats is not None:
                 columns = tuple(conformed[name] for name in key)
@@ -395,7 +427,7 @@ class Validator:
             for r in self._results
         ]
         contract = self.contract
-        valid = self._rows_valid
+        valid = self._rows_valid - self._later_repeats(checks)
         if contract.min_rows is not None:
             failed = valid < contract.min_rows
             checks.append(
@@ -428,6 +460,29 @@ class Validator:
             structural=list(self._structural),
         )
 
+    def _later_repeats(self, checks: list[CheckResult]) -> int:
+        """Adds the repeats of the deferred unique checks to ``checks``; the number of
+        rows they make invalid that no other check failed."""
+        repeating: list[np.ndarray[Any, np.dtype[np.int64]]] = []
+        for index, (later, plan) in self._later.items():
+            rows, keys = later.repeats()
+            if not len(rows):
+                continue
+            repeating.append(rows)
+            result = checks[index]
+            result.failures += len(rows)
+            result.examples = [json_safe(v) for v in key_values(keys[:_EXAMPLES], plan).to_pylist()]
+        if not repeating:
+            return 0
+        rows = reduce(np.union1d, repeating)
+        invalid = [
+            offset + np.flatnonzero(~np.unpackbits(packed, count=count).view(np.bool_))
+            for offset, count, packed in self._invalid
+        ]
+        if invalid:
+            rows = rows[~np.isin(rows, np.concatenate(invalid))]
+        return len(rows)
+
     def _freshness(self, now: datetime | None) -> CheckResult:
         freshness = self.contract.freshness
         assert freshness is not None
@@ -454,6 +509,12 @@ class Validator:
         """The row messages of ``result``; ``BatchResult.reasons`` reads them."""
         columns = {name: plan.column for name, plan in self._by_name.items()}
         return row_reasons(result, self._results, columns)
+
+
+def _exact(plan: _Plan) -> bool:
+    """Whether the column's keys are its values (see ``_uniqueness.EXACT_KINDS``)."""
+    kind = plan.column.type
+    return kind in EXACT_KINDS or (kind == "category" and plan.categories is not None)
 
 
 # -- the same contract as a pandera schema ---------------------------------------------
