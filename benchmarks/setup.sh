@@ -46,5 +46,8 @@ import importlib.metadata as m
 for name in ("great_expectations", "pandas"):
     print(f"{name} {m.version(name)} (benchmarks/.venv-gx)")
 PY
+# serving.py drives both model servers with wrk (Debian package), a C load generator.
+command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null)
 echo "ready: $venv/bin/python benchmarks/tracking.py" >&2
 echo "ready: $venv/bin/python benchmarks/data.py" >&2
+echo "ready: $venv/bin/python benchmarks/serving.py" >&2
