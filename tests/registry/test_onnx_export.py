@@ -251,3 +251,20 @@ def boosting(package: str, kind: str) -> Any:
     if package == "lightgbm":
         return getattr(module, f"LGBM{kind}")(n_estimators=20, verbose=-1)
     return getattr(module, f"XGB{kind}")(n_estimators=20, max_depth=3)
+
+
+def test_tree_models_on_rounded_data_keep_parity() -> None:
+    """Rounded data puts values right on split thresholds: scikit-learn's trees compare in
+    float32, so the export must too (fed doubles, ONNX trees sent such rows astray)."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    rng = np.random.default_rng(0)
+    columns = [f"f{i}" for i in range(8)]
+    X = pd.DataFrame(rng.normal(size=(3000, 8)).round(4), columns=columns)
+    y = (X.iloc[:, :3].sum(axis=1) + rng.normal(size=3000) > 0).astype(int)
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, y)
+    held_out = pd.DataFrame(
+        np.random.default_rng(3).normal(size=(2000, 8)).round(4), columns=columns
+    )
+    _, report = export_onnx(forest, held_out)
+    assert report.label_agreement == 1.0 and report.max_probability_difference <= 1e-6

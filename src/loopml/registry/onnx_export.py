@@ -158,6 +158,7 @@ def to_onnx(model: Any, sample: pd.DataFrame) -> bytes:
             custom_conversion_functions={
                 FunctionTransformer: _convert_identity,
                 SimpleImputer: _convert_imputer,
+                **_sklearn_trees_in_float32(),
             },
             custom_shape_calculators={
                 FunctionTransformer: _same_type_shape,
@@ -309,6 +310,30 @@ class _Retyped:
     @property
     def output_full_names(self) -> list[str]:
         return [variable.full_name for variable in self.outputs]
+
+
+@functools.cache
+def _sklearn_trees_in_float32() -> dict[type, Any]:
+    """scikit-learn's tree models compare float32 features with float32 thresholds (they
+    cast their input); fed doubles, ONNX trees would send rows that sit next to a
+    threshold down the other branch. Their converters run behind the same cast."""
+    from skl2onnx._supported_operators import sklearn_operator_name_map
+    from skl2onnx.common._registration import get_converter
+    from sklearn import ensemble, tree
+
+    classes = [
+        tree.DecisionTreeClassifier, tree.DecisionTreeRegressor,
+        tree.ExtraTreeClassifier, tree.ExtraTreeRegressor,
+        ensemble.RandomForestClassifier, ensemble.RandomForestRegressor,
+        ensemble.ExtraTreesClassifier, ensemble.ExtraTreesRegressor,
+        ensemble.GradientBoostingClassifier, ensemble.GradientBoostingRegressor,
+        ensemble.HistGradientBoostingClassifier, ensemble.HistGradientBoostingRegressor,
+    ]  # fmt: skip
+    return {
+        cls: functools.partial(_convert_in_float32, get_converter(sklearn_operator_name_map[cls]))
+        for cls in classes
+        if cls in sklearn_operator_name_map
+    }
 
 
 def _convert_in_float32(convert: Any, scope: Any, operator: Any, container: Any) -> None:
