@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, insert, select
 
@@ -63,7 +64,8 @@ class GateRepository:
             return [_record(row) for row in rows]
 
 
-def _record(row: GateRow) -> GateRecord:
+def _record(row: Any) -> GateRecord:
+    """A GateRecord from an ORM row or a Core row of the gates table."""
     return GateRecord(
         row.gate_id,
         row.run_id,
@@ -86,14 +88,4 @@ def latest_gate(
     row = connection.execute(
         query.order_by(GateRow.created_at.desc(), GateRow.gate_id.desc()).limit(1)
     ).one_or_none()
-    if row is None:
-        return None
-    return GateRecord(
-        row.gate_id,
-        row.run_id,
-        row.champion_run_id,
-        row.evaluation_id,
-        row.passed,
-        row.created_at,
-        row.result,
-    )
+    return None if row is None else _record(row)

@@ -159,12 +159,11 @@ class RegistryRepository:
         self.db.retry(write)
 
     def model_tags(self, model_id: int) -> dict[str, str]:
+        return self._tags(RegisteredModelTagRow, RegisteredModelTagRow.model_id, model_id)
+
+    def _tags(self, table: Any, owner_column: Any, owner: int) -> dict[str, str]:
         with self.db.read() as session:
-            rows = session.execute(
-                select(RegisteredModelTagRow.key, RegisteredModelTagRow.value).where(
-                    RegisteredModelTagRow.model_id == model_id
-                )
-            )
+            rows = session.execute(select(table.key, table.value).where(owner_column == owner))
             return {str(k): str(v) for k, v in rows}
 
     def set_model_tags(self, name: str, tags: Mapping[str, str]) -> None:
@@ -348,13 +347,7 @@ class RegistryRepository:
         self.db.retry(write)
 
     def version_tags(self, version_id: int) -> dict[str, str]:
-        with self.db.read() as session:
-            rows = session.execute(
-                select(ModelVersionTagRow.key, ModelVersionTagRow.value).where(
-                    ModelVersionTagRow.version_id == version_id
-                )
-            )
-            return {str(k): str(v) for k, v in rows}
+        return self._tags(ModelVersionTagRow, ModelVersionTagRow.version_id, version_id)
 
     def set_version_tags(self, version_id: int, tags: Mapping[str, str]) -> None:
         def write() -> None:
