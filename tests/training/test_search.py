@@ -472,3 +472,21 @@ def test_no_search_imports_optuna_or_ray_on_import() -> None:
     code = "import loopml, sys; print('optuna' in sys.modules, 'ray' in sys.modules)"
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert found.stdout.split() == ["False", "False"]
+
+
+def test_a_trial_run_the_study_never_recorded_is_ended_failed(
+    sqlite_workspace: loopml.Workspace,
+) -> None:
+    """Killed between starting a trial's run and telling the trial its id: the resumed
+    search ends that orphan run FAILED instead of leaving it RUNNING forever."""
+    import optuna
+
+    from loopml.training._tune_runs import recover_interrupted
+
+    with sqlite_workspace.start_run("killed") as parent:
+        orphan = sqlite_workspace.start_run("killed", parent=parent)
+    study = optuna.create_study()
+    study.ask()  # a trial left RUNNING, without a run id
+    recover_interrupted(sqlite_workspace, study, parent)
+    ended = sqlite_workspace.get_run(orphan.id)
+    assert ended.info.status == "FAILED" and "Interrupted" in (ended.info.error or "")

@@ -102,13 +102,15 @@ def recover_interrupted(workspace: Workspace, study: Any, parent: Run) -> None:
     """Repairs what a dead search process left behind: trials still RUNNING are marked
     FAIL (``loopml.interrupted``), their runs FAILED, and their params queued to run
     again; a run left open after its trial was told (the process died in between)
-    is ended with the trial's outcome."""
+    is ended with the trial's outcome, and one whose trial never learned its id (the
+    process died in between) is ended FAILED."""
     states = _study.trial_states()
     still_open = {c.id for c in parent.children() if c.info.status == RunStatus.RUNNING}
     storage = study._storage
     for trial in study.get_trials(deepcopy=False):
         run_id = trial.user_attrs.get(RUN_ID)
         if trial.state == states.RUNNING:
+            still_open.discard(run_id)
             storage.set_trial_system_attr(trial._trial_id, INTERRUPTED, True)
             storage.set_trial_state_values(trial._trial_id, states.FAIL)
             if run_id:
@@ -120,10 +122,17 @@ def recover_interrupted(workspace: Workspace, study: Any, parent: Run) -> None:
             if trial.params:
                 study.enqueue_trial(trial.params, skip_if_exists=False)
         elif run_id in still_open and trial.state != states.WAITING:
+            still_open.discard(run_id)
             run = workspace.get_run(run_id)
             run.set_tags({"loopml.tune.state": trial.state.name})
             failed = trial.state == states.FAIL
             run.end(RunStatus.FAILED if failed else RunStatus.FINISHED)
+    for orphan in still_open:
+        workspace.get_run(orphan).end(
+            RunStatus.FAILED,
+            "Interrupted: the search process stopped before this trial was recorded; the "
+            "resumed search runs it again.",
+        )
 
 
 def record_best(
