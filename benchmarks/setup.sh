@@ -51,3 +51,22 @@ command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >
 echo "ready: $venv/bin/python benchmarks/tracking.py" >&2
 echo "ready: $venv/bin/python benchmarks/data.py" >&2
 echo "ready: $venv/bin/python benchmarks/serving.py" >&2
+
+# drift.py: Evidently 0.7.23 in a venv of its own, benchmarks/.venv-evidently (it needs
+# pandas < 3; git-ignored by the root .venv-*/ rule). DO_NOT_TRACK (set above) turns off
+# its usage telemetry; EVIDENTLY_DISABLE_TELEMETRY is set too, for good measure.
+export EVIDENTLY_DISABLE_TELEMETRY=1
+evidently_pins=("evidently==0.7.23" "pandas<3" "pyarrow")
+evidently_venv="$here/.venv-evidently"
+if [ ! -x "$evidently_venv/bin/python" ]; then
+    echo "creating $evidently_venv with $("$python" --version 2>&1)" >&2
+    "$python" -m venv "$evidently_venv"
+fi
+"$evidently_venv/bin/python" -m pip install --quiet --upgrade pip
+"$evidently_venv/bin/python" -m pip install --quiet "${evidently_pins[@]}"
+"$evidently_venv/bin/python" - <<'PY'
+import importlib.metadata as m
+for name in ("evidently", "pandas"):
+    print(f"{name} {m.version(name)} (benchmarks/.venv-evidently)")
+PY
+echo "ready: $venv/bin/python benchmarks/drift.py" >&2

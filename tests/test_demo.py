@@ -142,3 +142,26 @@ def test_the_demo_serves_production_over_http_and_logs_the_traffic(
     assert traffic.url.startswith("http://127.0.0.1:") and traffic.p99_ms >= traffic.p50_ms
     assert len(logged) == traffic.logged_rows == 30
     assert set(logged["version"]) == {production}
+
+
+def test_the_demo_monitors_its_traffic_and_finds_the_injected_shift(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    from loopml.demo import DEMO_SHIFT, monitor_traffic, serve_and_send
+
+    with loopml.Workspace.open(tmp_path) as ws:
+        tune_and_gate(ws, run_demo(ws, models=two_models), n_trials=2)
+        traffic = serve_and_send(ws, requests=120, shifted=120)
+        watched = monitor_traffic(ws, traffic, tmp_path / "report.html")
+        labels = ws.feedback("breast-cancer-classifier")
+
+    assert traffic.labelled == len(labels) == 240
+    assert (watched.stable.rows, watched.shifted.rows) == (120, 120)
+    assert watched.stable.drift is not None and watched.stable.drift.drifted_features == []
+    assert watched.stable.firing == []
+    assert watched.shifted.drift is not None
+    assert sorted(watched.shifted.drift.drifted_features) == sorted(DEMO_SHIFT)
+    assert [c.rule for c in watched.shifted.firing] == ["input-drift"]
+    stable_perf = watched.stable.performance
+    assert stable_perf is not None and stable_perf.windows[0].labelled == 120
+    assert watched.report.stat().st_size > 0

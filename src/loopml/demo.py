@@ -29,12 +29,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from loopml.evaluation.gate import GateResult
+    from loopml.monitoring import WindowResult
     from loopml.registry import AliasEvent, ModelVersion
     from loopml.tracking.run import Run
     from loopml.training.search import TuneResult
@@ -45,12 +48,16 @@ __all__ = [
     "DEMO_EXPERIMENT",
     "DEMO_MODEL",
     "DEMO_POLICY",
+    "DEMO_RULES",
+    "DEMO_SHIFT",
     "DEMO_SPLIT",
     "DemoGate",
     "DemoModel",
+    "DemoMonitoring",
     "DemoResult",
     "DemoTraffic",
     "demo_models",
+    "monitor_traffic",
     "run_demo",
     "serve_and_send",
     "tune_and_gate",
@@ -334,7 +341,8 @@ def _gate_and_promote(
 
 @dataclass(frozen=True)
 class DemoTraffic:
-    """What :func:`serve_and_send` saw: the served version, answers, latencies, the log."""
+    """What :func:`serve_and_send` saw: the served version, answers, latencies, the log,
+    and the two windows of traffic (as it came, then shifted)."""
 
     url: str
     version: int
@@ -345,12 +353,28 @@ class DemoTraffic:
     p99_ms: float
     logged_rows: int
     sample: dict[str, Any]
+    stable_window: tuple[datetime, datetime]
+    shifted_window: tuple[datetime, datetime] | None = None
+    labelled: int = 0  # feedback labels sent after the fact
 
 
-def serve_and_send(workspace: Workspace, requests: int = 200) -> DemoTraffic:
+# The shift the demo injects into its second burst of traffic: a scanner recalibrated
+# so that sizes read 40 % larger.
+DEMO_SHIFT = {"mean radius": 1.4, "mean perimeter": 1.4, "mean area": 1.4}
+DEMO_RULES = {
+    "rules": [
+        {"name": "input-drift", "condition": "drift.share > 0.05", "severity": "warning"},
+        {"name": "accuracy", "condition": "performance.accuracy < 0.8", "severity": "critical"},
+    ]
+}
+
+
+def serve_and_send(workspace: Workspace, requests: int = 200, shifted: int = 0) -> DemoTraffic:
     """Serves ``models:/breast-cancer-classifier@production`` on a free 127.0.0.1 port
     (a real uvicorn server in a thread), sends it ``requests`` single-row requests of
-    held-out rows and a few malformed ones, stops it (draining the prediction log) and
+    held-out rows and a few malformed ones, then ``shifted`` requests of the same rows
+    with :data:`DEMO_SHIFT` applied, and records the true label of every answered
+    request as delayed feedback. Stops the server (draining the prediction log) and
     reports what came back."""
     import socket
     import threading
@@ -369,10 +393,16 @@ def serve_and_send(workspace: Workspace, requests: int = 200) -> DemoTraffic:
     thread = threading.Thread(target=server.run, name="loopml-demo-server", daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    rows = workspace.data.split(DEMO_DATASET, **DEMO_SPLIT)["test"].drop(columns="target")
+    test = workspace.data.split(DEMO_DATASET, **DEMO_SPLIT)["test"]
+    labels = test["target"].tolist()
+    rows = test.drop(columns="target")
     records = rows.to_dict(orient="records")
+    moved = rows.assign(**{name: rows[name] * factor for name, factor in DEMO_SHIFT.items()})
+    moved_records = moved.to_dict(orient="records")
     latencies: list[float] = []
+    answered: list[tuple[str, Any]] = []  # (request id, true label)
     ok, refused, sample = 0, 0, dict[str, Any]()
+    windows: list[datetime] = []
     try:
         with httpx.Client(base_url=url, timeout=10) as client:
             for _ in range(200):  # ready once loaded and warmed up
@@ -382,33 +412,82 @@ def serve_and_send(workspace: Workspace, requests: int = 200) -> DemoTraffic:
                 except httpx.TransportError:
                     pass
                 time.sleep(0.05)
-            for index in range(requests):
-                started = time.perf_counter()
-                answer = client.post(
-                    f"/models/{DEMO_MODEL}/predict",
-                    json={"records": [records[index % len(records)]]},
-                )
-                latencies.append((time.perf_counter() - started) * 1000)
-                ok += answer.status_code == 200
-                sample = sample or answer.json()
+
+            def send(batch: list[dict[str, Any]], count: int) -> None:
+                nonlocal ok, sample
+                for index in range(count):
+                    started = time.perf_counter()
+                    answer = client.post(
+                        f"/models/{DEMO_MODEL}/predict",
+                        json={"records": [batch[index % len(batch)]]},
+                    )
+                    latencies.append((time.perf_counter() - started) * 1000)
+                    if answer.status_code == 200:
+                        ok += 1
+                        sample = sample or answer.json()
+                        answered.append((answer.json()["request_id"], labels[index % len(batch)]))
+
+            windows.append(datetime.now(UTC))
+            send(records, requests)
             malformed: list[dict[str, Any]] = [
                 {"records": [{"mean radius": "large"}]},
                 {"records": []},
             ]
             for bad in malformed:
                 refused += client.post(f"/models/{DEMO_MODEL}/predict", json=bad).status_code == 422
+            windows.append(datetime.now(UTC))
+            if shifted:
+                send(moved_records, shifted)
+                windows.append(datetime.now(UTC))
     finally:
         server.should_exit = True
         thread.join(timeout=30)
+    # The outcomes become known later: delayed labels, joined to the log by request id.
+    import pandas as pd
+
+    feedback = pd.DataFrame(answered, columns=["request_id", "label"]).assign(model=DEMO_MODEL)
+    if len(feedback):
+        workspace.log_feedback_frame(feedback)
     logged = len(workspace.predictions(DEMO_MODEL))
     return DemoTraffic(
         url,
         int(sample.get("version") or 0),
-        requests,
+        requests + shifted,
         ok,
         refused,
         float(np.percentile(latencies, 50)),
         float(np.percentile(latencies, 99)),
         logged,
         sample,
+        (windows[0], windows[1]),
+        (windows[1], windows[2]) if shifted else None,
+        len(feedback),
     )
+
+
+@dataclass(frozen=True)
+class DemoMonitoring:
+    """What monitoring made of the demo's two windows of traffic."""
+
+    stable: WindowResult
+    shifted: WindowResult
+    report: Path
+
+
+def monitor_traffic(workspace: Workspace, traffic: DemoTraffic, report: Path) -> DemoMonitoring:
+    """Judges the stable and the shifted window of the demo's traffic against the
+    production version's reference profile, with :data:`DEMO_RULES`, and writes the
+    monitoring report of the last hour to ``report``."""
+    if traffic.shifted_window is None:
+        raise ValueError("monitor_traffic needs traffic sent with shifted > 0")
+    ref = f"models:/{DEMO_MODEL}/{traffic.version}"
+    # The windows are seconds long: a whole second each side, as the log keeps ms.
+    stable = workspace.monitor.evaluate(ref, *_padded(traffic.stable_window), rules=DEMO_RULES)
+    shifted = workspace.monitor.evaluate(ref, *_padded(traffic.shifted_window), rules=DEMO_RULES)
+    path = workspace.monitor.report(ref, "1h", report)
+    return DemoMonitoring(stable, shifted, path)
+
+
+def _padded(window: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
+    start, end = window
+    return start - timedelta(milliseconds=1), end + timedelta(milliseconds=1)

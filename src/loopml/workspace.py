@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from loopml.data.catalog import DataCatalog
     from loopml.evaluation import Evaluation
     from loopml.evaluation.gate import GateResult
+    from loopml.monitoring import Monitor
     from loopml.registry import Registry
     from loopml.serving.feedback import TimeLike
     from loopml.training import TrainResult
@@ -151,6 +152,14 @@ class Workspace:
         from loopml.registry import Registry
 
         return Registry(self)
+
+    @functools.cached_property
+    def monitor(self) -> Monitor:
+        """Monitoring: ``ws.monitor.drift(reference_df, current_df)``, ``check``, ``run``,
+        ``series``, ``alerts`` and ``report`` (see :mod:`loopml.monitoring`)."""
+        from loopml.monitoring import Monitor
+
+        return Monitor(self)
 
     # -- experiments ----------------------------------------------------------
     def experiment(self, name: str) -> Experiment:

@@ -21,8 +21,11 @@ from loopml.cli.evaluate import _checks_heading, _checks_table
 from loopml.demo import (
     DEMO_EXPERIMENT,
     DEMO_MODEL,
+    DEMO_SHIFT,
+    DemoMonitoring,
     DemoResult,
     demo_models,
+    monitor_traffic,
     run_demo,
     serve_and_send,
     tune_and_gate,
@@ -70,7 +73,9 @@ def demo(
             gated = tune_and_gate(ws, results, experiment)
             lineage = ws.registry.lineage(f"models:/{DEMO_MODEL}@production")
         with out.status(f"Serving {DEMO_MODEL}@production over HTTP and sending it traffic"):
-            traffic = serve_and_send(ws)
+            traffic = serve_and_send(ws, requests=200, shifted=200)
+        with out.status("Monitoring both windows of traffic against the training data"):
+            watched = monitor_traffic(ws, traffic, ws.settings.home / "monitoring-report.html")
     search = gated.search
     out.print(
         f"Best of the search: C={search.best_params['C']:.4g}, "
@@ -95,8 +100,13 @@ def demo(
         f"Served version {traffic.version} at {traffic.url}: {traffic.ok} of "
         f"{traffic.requests} requests answered (p50 {traffic.p50_ms:.1f} ms, p99 "
         f"{traffic.p99_ms:.1f} ms), {traffic.refused} malformed ones refused with 422, "
-        f"{traffic.logged_rows} predictions in the log (ws.predictions)."
+        f"{traffic.logged_rows} predictions in the log (ws.predictions), "
+        f"{traffic.labelled} labels sent back as feedback."
     )
+    out.print(_monitoring_table(watched))
+    for change in watched.shifted.alerts:
+        out.print(f"[bold red]Alert[/] {escape(change.message)}")
+    out.print(f"Monitoring report: {escape(str(watched.report))}")
     home_flag = f" --home {home}" if home is not None else ""
     out.print("Next:")
     out.print(
@@ -107,9 +117,39 @@ def demo(
     out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
     out.print(f"  loopml models history {DEMO_MODEL}{escape(home_flag)}")
     out.print(f"  loopml serve models:/{DEMO_MODEL}@production{escape(home_flag)}")
+    out.print(
+        f"  loopml monitor check models:/{DEMO_MODEL}@production --window 1h{escape(home_flag)}"
+    )
     if len(results) > 1:
         ids = " ".join(short_id(r.run_id) for r in results[:2])
         out.print(f"  loopml runs compare {ids}{escape(home_flag)}")
+
+
+def _monitoring_table(watched: DemoMonitoring) -> Table:
+    shift = ", ".join(f"{name} x{factor}" for name, factor in DEMO_SHIFT.items())
+    table = Table(
+        title=f"Monitoring: the traffic as it came, then with {shift}",
+        title_justify="left",
+        header_style="bold",
+    )
+    for column in ("window", "predictions", "drifted features", "share", "accuracy", "alerts"):
+        table.add_column(column, justify="right" if column in ("predictions", "share") else "left")
+    for label, result in (("as it came", watched.stable), ("shifted", watched.shifted)):
+        drift = result.drift
+        drifted = ", ".join(drift.drifted_features) if drift is not None else ""
+        accuracy = ""
+        if result.performance is not None and result.performance.windows:
+            accuracy = format_number(result.performance.windows[0].metrics.get("accuracy"))
+        fired = ", ".join(c.rule for c in result.firing)
+        table.add_row(
+            label,
+            f"{result.rows:,}",
+            escape(drifted or "none"),
+            f"{drift.share:.0%}" if drift is not None else "",
+            accuracy,
+            f"[bold red]{escape(fired)}[/]" if fired else "none",
+        )
+    return table
 
 
 def _ranking(results: list[DemoResult], experiment: str) -> Table:

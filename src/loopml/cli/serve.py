@@ -52,6 +52,12 @@ def serve(
     poll_seconds: Annotated[
         float, typer.Option(min=0, help="How often an alias is re-resolved; 0: never.")
     ] = 2.0,
+    health_interval: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds between service-health points in the monitored series; 0: off."
+        ),
+    ] = 60.0,
     home: HomeOption = None,
 ) -> None:
     """Serve a model over HTTP: simple JSON, Open Inference Protocol v2, health, metrics."""
@@ -88,6 +94,7 @@ def serve(
             log_predictions=not no_log,
             max_body_mb=max_body_mb,
             poll_seconds=poll_seconds,
+            health_interval=health_interval,
         )
     except LoopmlError as error:
         raise fail(error) from None

@@ -38,6 +38,7 @@ from loopml.errors import (
 )
 from loopml.models._requirements import pins_for
 from loopml.models.flavors import Flavor, flavor_of
+from loopml.models.reference import REFERENCE_NAME, Reference
 from loopml.models.signature import ColumnSpec, OutputSpec, Signature, output_type
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ def write_bundle(
     signature: Signature | Contract | None = None,
     input_example: pd.DataFrame | list[dict[str, Any]] | None = None,
     flavor: str | None = None,
+    reference: Reference | None = None,
 ) -> Manifest:
     """Writes ``model`` as a bundle into ``folder`` (new or empty) and returns its manifest.
 
@@ -153,6 +155,8 @@ def write_bundle(
         input_example: A few input rows (DataFrame or records); the first five are
             stored, and the model must predict on them.
         flavor: A key of ``FLAVORS``; chosen from the model's class by default.
+        reference: The model's reference profile (:func:`loopml.models.reference.
+            build_reference`), stored as ``reference.json`` for monitoring.
 
     Raises:
         ValidationError: no flavor takes the model (it has no predict), it does not
@@ -181,6 +185,8 @@ def write_bundle(
     (target / "requirements.txt").write_text("".join(f"{pin}\n" for pin in requirements))
     if example is not None:
         example.to_json(target / _EXAMPLE_NAME, orient="records", date_format="iso")
+    if reference is not None:
+        reference.write(target / REFERENCE_NAME)
     manifest = Manifest(
         flavor=chosen.name,
         model_file=chosen.model_file,

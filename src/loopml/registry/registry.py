@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ from loopml.store.repositories.registry import (
 
 if TYPE_CHECKING:
     from loopml.models import LoadedModel
+    from loopml.models.reference import Reference
     from loopml.registry.export import ExportResult
     from loopml.registry.lineage import Lineage
     from loopml.tracking.run import Run
@@ -204,6 +206,7 @@ class Registry:
         path: str = "model",
         signature: Any = None,
         input_example: Any = None,
+        reference_data: Any = None,
     ) -> ModelVersion:
         """Registers a model as the next version of ``name``.
 
@@ -214,12 +217,23 @@ class Registry:
             parent: The version this one was retrained from (``models:/churn/6``, a
                 ModelVersion or a version number of the same model).
             signature, input_example: For model objects: the bundle's input signature.
+            reference_data: The rows the model was trained on (a DataFrame or dataset
+                reference), for a model without a reference profile: monitoring compares
+                its traffic with them. Models trained by ``ws.train``/``ws.tune`` have one.
 
         Registering the same run's model again returns the version it already has.
         """
         check_name(name)
+        reference = None
+        if reference_data is not None and callable(getattr(source, "predict", None)):
+            from loopml.models.reference import build_reference
+
+            columns = self._signature_columns(signature, input_example)
+            reference = build_reference(
+                source, self._frame(reference_data), columns=columns, source="reference_data"
+            )
         run, model_path, origin = self._source_run(
-            source, name, experiment, path, signature, input_example
+            source, name, experiment, path, signature, input_example, reference
         )
         manifest_sha, flavor = self._bundle_of(run, model_path)
         parent_version = self.get(parent, default_name=name) if parent is not None else None
@@ -242,7 +256,57 @@ class Registry:
                 f"{run.id}'s model was registered as version {record.version} of {name!r} and "
                 "that version was deleted; log the model in a new run to register it again."
             )
-        return ModelVersion(self, record)
+        version = ModelVersion(self, record)
+        if reference_data is not None and reference is None:
+            self.set_reference(version, reference_data)
+        return version
+
+    def _signature_columns(self, signature: Any, input_example: Any) -> list[str] | None:
+        inputs = getattr(signature, "inputs", None)
+        if inputs:
+            return [column.name for column in inputs]
+        if input_example is not None:
+            return [str(name) for name in self._frame(input_example).columns]
+        return None
+
+    def _frame(self, data: Any) -> Any:
+        import pandas as pd
+
+        if isinstance(data, pd.DataFrame):
+            return data
+        if isinstance(data, list):
+            return pd.DataFrame(data)
+        return self._ws.data.get(data)
+
+    # -- reference profiles -------------------------------------------------------
+    def reference(self, ref: Any) -> Reference | None:
+        """The version's reference profile: set by :meth:`set_reference`, else the one in
+        its bundle (``ws.train`` and ``ws.tune`` write one); None when it has neither."""
+        from loopml.models.reference import REFERENCE_NAME, Reference
+
+        files = {path: sha for path, sha, _ in self.get(ref).files()}
+        sha = files.get(f"{MONITORING}/{REFERENCE_NAME}") or files.get(REFERENCE_NAME)
+        if sha is None:
+            return None
+        return Reference.from_dict(json.loads(self._ws.artifacts.read_bytes(sha)))
+
+    def set_reference(self, ref: Any, data: Any) -> Reference:
+        """Makes ``data`` (the rows the model was trained on: a DataFrame or a dataset
+        reference) the version's reference profile, replacing any earlier one; the
+        model's predictions on it become the prediction reference."""
+        from loopml.models.reference import REFERENCE_NAME, build_reference
+
+        version = self.get(ref)
+        loaded = self.load(version)
+        frame = self._frame(data)
+        inputs = loaded.signature.inputs
+        columns = [c.name for c in inputs] if inputs else None
+        described = "DataFrame" if hasattr(data, "columns") else str(data)[:200]
+        reference = build_reference(loaded, frame, columns=columns, source=described)
+        with tempfile.TemporaryDirectory() as scratch:
+            reference.write(Path(scratch) / REFERENCE_NAME)
+            self._store_files(version, Path(scratch), f"{MONITORING}/")
+        return reference
 
     def _source_run(
         self,
@@ -252,6 +316,7 @@ class Registry:
         path: str,
         signature: Any,
         input_example: Any,
+        reference: Reference | None = None,
     ) -> tuple[Run, str, str]:
         from loopml.tracking.run import Run
 
@@ -281,7 +346,9 @@ class Registry:
                 experiment or name, run_name=f"register-{name}", parent=None
             ) as run:
                 run.set_tag("loopml.registered_from", "object")
-                run.log_model(source, signature=signature, input_example=input_example)
+                run.log_model(
+                    source, signature=signature, input_example=input_example, reference=reference
+                )
             return run, "model", f"object {type(source).__module__}.{type(source).__qualname__}"
         raise ValidationError(
             f"Cannot register a {type(source).__name__}: pass a Run, a training result, a run "
@@ -632,7 +699,7 @@ class Registry:
         files = [
             (path.removeprefix(prefix), sha, size)
             for path, sha, size in version.files()
-            if (path.startswith(prefix) if prefix else not path.startswith(f"{EXPORTS}/"))
+            if (path.startswith(prefix) if prefix else not path.startswith(_SIDE_FILES))
         ]
         manifest = next((sha for path, sha, _ in files if path == MANIFEST), None)
         if manifest is None:
@@ -705,6 +772,12 @@ class Registry:
         from loopml.registry.lineage import build_lineage
 
         return build_lineage(self._ws, self.get(ref))
+
+
+# Version files kept beside the bundle (not part of it): exports, and monitoring's
+# reference profile when it was set after registration.
+MONITORING = "monitoring"
+_SIDE_FILES = ("exports/", f"{MONITORING}/")
 
 
 def _time(ms: int) -> datetime:

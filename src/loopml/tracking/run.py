@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
     from loopml.data.contract import Contract
     from loopml.models import Signature
+    from loopml.models.reference import Reference
     from loopml.workspace import Workspace
 
 __all__ = ["MAX_PARAM_LENGTH", "Run", "active_run"]
@@ -238,11 +239,13 @@ class Run:
         *,
         signature: Signature | Contract | None = None,
         input_example: pd.DataFrame | list[dict[str, Any]] | None = None,
+        reference: Reference | None = None,
     ) -> list[ArtifactInfo]:
         """Stores a fitted model as a model bundle under ``path``.
 
-        ``signature`` (a Signature, or the training data's contract) and
-        ``input_example`` are as in :func:`loopml.models.write_bundle`. Load it back with
+        ``signature`` (a Signature, or the training data's contract), ``input_example``
+        and ``reference`` (the profile monitoring compares traffic with) are as in
+        :func:`loopml.models.write_bundle`. Load it back with
         :meth:`load_model` or ``loopml.models.load(f"runs:/{run.id}/{path}")``.
         """
         from loopml.models import MANIFEST_NAME, write_bundle
@@ -250,7 +253,9 @@ class Run:
         path = _artifact_name(path)
         with tempfile.TemporaryDirectory() as folder:
             bundle = Path(folder) / "bundle"
-            manifest = write_bundle(model, bundle, signature=signature, input_example=input_example)
+            manifest = write_bundle(
+                model, bundle, signature=signature, input_example=input_example, reference=reference
+            )
             # Logging again replaces files by path; one left over would fail verification.
             written = {f"{path}/{name}" for name in [*manifest.files, MANIFEST_NAME]}
             stale = sorted({a.path for a in self.artifacts(path)} - written)

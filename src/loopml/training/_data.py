@@ -54,16 +54,44 @@ class TrainingData:
             raise ValueError("TrainingData holds neither parts nor a frame.")
         return self.frame
 
-    def log_model(self, run: Any, model: Any, features: list[str]) -> None:
+    def log_model(
+        self,
+        run: Any,
+        model: Any,
+        features: list[str],
+        outputs: Mapping[str, Any] | None = None,
+    ) -> None:
         """Stores ``model`` on ``run`` as a bundle whose input signature is the contract
         (else a few rows) limited to ``features``: served, it checks requests against
-        the training data's columns and types."""
+        the training data's columns and types. The bundle's reference profile summarises
+        the rows it was fit on and its predictions on the validation rows (``outputs``:
+        those predictions, when the metrics made them already)."""
         from loopml.models import Signature
+        from loopml.models.reference import build_reference, outputs_frame
 
         signature = (
             Signature.from_contract(self.contract, features) if self.contract is not None else None
         )
-        run.log_model(model, signature=signature, input_example=self.fit_rows[features].head(5))
+        holdout = self.parts["valid"] if self.parts is not None else None
+        predicted = None
+        if outputs is not None and holdout is not None:
+            predicted = outputs_frame(
+                outputs["predicted"], outputs.get("probabilities"), outputs.get("classes")
+            )
+        reference = build_reference(
+            model,
+            self.fit_rows,
+            holdout,
+            columns=features,
+            source=self.description,
+            predictions=predicted,
+        )
+        run.log_model(
+            model,
+            signature=signature,
+            input_example=self.fit_rows[features].head(5),
+            reference=reference,
+        )
 
 
 def split_spec(split: Any, task: str, target: str) -> dict[str, Any]:

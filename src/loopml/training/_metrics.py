@@ -69,14 +69,23 @@ def metric_names(task: str, requested: Sequence[str] | None) -> list[str]:
 
 
 def compute_metrics(
-    model: Any, features: Any, truth: Any, task: str, names: list[str]
+    model: Any,
+    features: Any,
+    truth: Any,
+    task: str,
+    names: list[str],
+    outputs: dict[str, Any] | None = None,
 ) -> dict[str, float]:
-    """The named metrics of ``model`` on ``features`` against ``truth``."""
+    """The named metrics of ``model`` on ``features`` against ``truth``; ``outputs``
+    receives the predictions made (``predicted``, ``probabilities``, ``classes``), so
+    nothing predicts on the same rows twice."""
     from sklearn import metrics
 
     y = np.asarray(truth)
     if task == "regression":
         predicted = np.asarray(model.predict(features), dtype="float64")
+        if outputs is not None:
+            outputs.update(predicted=predicted, probabilities=None, classes=None)
         error = predicted - y.astype("float64")
         computed = {
             "rmse": lambda: float(np.sqrt(np.mean(error**2))),
@@ -93,6 +102,8 @@ def compute_metrics(
         predicted = np.asarray(classes)[probabilities.argmax(axis=1)]
     else:
         predicted = np.asarray(model.predict(features))
+    if outputs is not None:
+        outputs.update(predicted=predicted, probabilities=probabilities, classes=classes)
     if classes is None:
         classes = np.unique(np.concatenate([y, predicted]))
     binary = len(classes) == 2

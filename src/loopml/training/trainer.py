@@ -169,12 +169,13 @@ def train(
                 run.log_input(loaded.version, role="train")
                 if loaded.parts is not None:
                     run.log_input(loaded.version, role="valid")
+            outputs: dict[str, Any] = {}
             fitted, scores = _fit_and_score(
-                fit, loaded, target, feature_names, task, names, folds, run
+                fit, loaded, target, feature_names, task, names, folds, run, outputs
             )
             run.log_metrics(scores)
             if log_model:
-                loaded.log_model(run, fitted, feature_names)
+                loaded.log_model(run, fitted, feature_names, outputs or None)
     except LoopmlError:
         raise
     except Exception as error:
@@ -259,6 +260,7 @@ def _fit_and_score(
     names: list[str],
     folds: dict[str, Any] | None,
     run: Run,
+    outputs: dict[str, Any] | None = None,
 ) -> tuple[Any, dict[str, float]]:
     scores: dict[str, float] = {}
     whole = loaded.fit_rows
@@ -279,7 +281,7 @@ def _fit_and_score(
     fitted = fit(whole, valid, whole[target])
     scores["fit_seconds"] = time.perf_counter() - started
     if valid is not None:
-        scores.update(compute_metrics(fitted, valid[features], valid[target], task, names))
+        scores.update(compute_metrics(fitted, valid[features], valid[target], task, names, outputs))
     return fitted, scores
 
 
