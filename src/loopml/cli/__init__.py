@@ -16,7 +16,8 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, models, runs
+from loopml.cli import data, experiments, models, monitor, pipeline, runs
+from loopml.cli import scheduler as scheduler_cli
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
 from loopml.cli.deploy import deploy
@@ -74,6 +75,11 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(experiments.app, name="experiments")
 app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
+app.add_typer(monitor.app, name="monitor")
+app.add_typer(pipeline.app, name="pipeline")
+app.command("scheduler")(scheduler_cli.scheduler)
+app.add_typer(scheduler_cli.schedule_app, name="schedule")
+app.add_typer(scheduler_cli.trigger_app, name="trigger")
 
 
 def main() -> None:

@@ -3,9 +3,10 @@
 Built from the store on demand (nothing is copied at registration): the version, its
 run (params, metrics, code version, environment), the dataset versions the run read
 (with their sources, contracts and validation policy), the evaluations and gates of the
-run's model, the alias moves that involved the version, and recursively the version it
-was retrained from. ``to_tree()`` renders it for the terminal, ``to_dict()`` as JSON and
-``to_dot()`` for Graphviz.
+run's model, the alias moves that involved the version, the pipeline run (and step) that
+started the run, if any, and recursively the version it was retrained from.
+``to_tree()`` renders it for the terminal, ``to_dict()`` as JSON and ``to_dot()`` for
+Graphviz.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Lineage:
     gates: list[dict[str, Any]] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)
     parent: Lineage | None = None
+    pipeline: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +52,7 @@ class Lineage:
             "evaluations": self.evaluations,
             "gates": self.gates,
             "events": self.events,
+            "pipeline": self.pipeline,
             "parent": self.parent.to_dict() if self.parent else None,
         }
 
@@ -89,6 +92,14 @@ class Lineage:
                 ", ".join(m["requirements"][:8]) + (" ..." if len(m["requirements"]) > 8 else "")
             )
         )
+        if self.pipeline:
+            p = self.pipeline
+            trigger = f", trigger {escape(p['trigger'])}" if p["trigger"] else ""
+            reason = f": {escape(p['reason'])}" if p["reason"] else ""
+            root.add(
+                f"pipeline [cyan]{escape(p['pipeline'])}[/] run {p['run_id'][:12]} "
+                f"({p['status']}), step {escape(p['step'])}{trigger}{reason}"
+            )
         if self.datasets:
             data = root.add("data")
             for d in self.datasets:
@@ -149,6 +160,11 @@ class Lineage:
                 seen.add(node)
                 lines.append(f"  {_q(node)} [label={_q(label)}];")
         lines.append(f'  {_q(run)} -> {_q(version)} [label="logged"];')
+        if self.pipeline:
+            node = f"pipeline:{self.pipeline['run_id']}"
+            label = f"pipeline {self.pipeline['pipeline']}\\n{self.pipeline['run_id'][:8]}"
+            lines.append(f"  {_q(node)} [label={_q(label)}, shape=component];")
+            lines.append(f"  {_q(node)} -> {_q(run)} [label={_q(self.pipeline['step'])}];")
         for d in self.datasets:
             node = f"data:{d['ref']}"
             if node not in seen:
@@ -271,12 +287,42 @@ def build_lineage(workspace: Workspace, version: ModelVersion, depth: int = 0) -
             if version.version in (e.from_version, e.to_version)
         ],
     )
+    lineage.pipeline = _pipeline_of(workspace, run.id, info.parent_run_id)
     if parent is not None:
         if depth < _MAX_PARENTS:
             lineage.parent = build_lineage(workspace, parent, depth + 1)
         else:
             model["parent_cut"] = parent.uri
     return lineage
+
+
+def _pipeline_of(
+    workspace: Workspace, run_id: str, parent_run_id: str | None
+) -> dict[str, Any] | None:
+    """The pipeline run whose step started this run (or its parent run), if any."""
+    from loopml.store.repositories.pipelines import PipelineRepository
+
+    repository = PipelineRepository(workspace.db)
+    for candidate in (run_id, parent_run_id):
+        if candidate is None:
+            continue
+        step = repository.step_for_tracking_run(candidate)
+        if step is None:
+            continue
+        found = repository.get_run(step.run_id)
+        if found is None:
+            continue
+        return {
+            "run_id": found.run_id,
+            "pipeline": found.pipeline,
+            "step": step.step,
+            "status": found.status,
+            "trigger": found.trigger,
+            "reason": found.reason,
+            "started": _ms(found.started_at),
+            "resumed_from": found.resumed_from,
+        }
+    return None
 
 
 def _manifest(workspace: Workspace, version: ModelVersion) -> dict[str, Any]:

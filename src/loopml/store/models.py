@@ -21,6 +21,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "AlertRow",
     "AliasEventRow",
     "ApprovalRow",
     "Base",
@@ -39,7 +40,14 @@ __all__ = [
     "ModelVersionFileRow",
     "ModelVersionRow",
     "ModelVersionTagRow",
+    "MonitorCursorRow",
+    "MonitorPointRow",
     "ParamRow",
+    "PipelineFiringRow",
+    "PipelineRunLinkRow",
+    "PipelineRunRow",
+    "PipelineStepRunRow",
+    "PipelineTriggerRow",
     "PredictionFileRow",
     "RegisteredModelRow",
     "RegisteredModelTagRow",
@@ -476,3 +484,205 @@ class FeedbackRow(Base):
     time: Mapped[int] = mapped_column(BigInteger)  # when the outcome happened, epoch ms
     created_at: Mapped[int] = mapped_column(BigInteger)
     updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- monitoring -------------------------------------------------------------------
+class MonitorPointRow(Base):
+    """One value of a monitored series in one window (see ``loopml.monitoring.series``)."""
+
+    __tablename__ = "monitor_points"
+    __table_args__ = (
+        UniqueConstraint(
+            "model",
+            "version",
+            "start_time",
+            "end_time",
+            "kind",
+            "name",
+            "test",
+            name="uq_monitor_points_window",  # the convention's name passes PostgreSQL's 63
+        ),
+        Index(None, "model", "kind", "name", "end_time"),
+    )
+
+    point_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(256))
+    version: Mapped[int] = mapped_column(Integer)  # 0: every version of the model
+    start_time: Mapped[int] = mapped_column(BigInteger)  # epoch ms, inclusive
+    end_time: Mapped[int] = mapped_column(BigInteger)  # epoch ms, exclusive
+    kind: Mapped[str] = mapped_column(String(16))
+    name: Mapped[str] = mapped_column(String(256))
+    test: Mapped[str] = mapped_column(String(32))
+    value: Mapped[float | None] = mapped_column(Float)  # NULL for NaN, which SQLite drops
+    p_value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    flagged: Mapped[bool | None] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text)  # JSON object
+    created_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class AlertRow(Base):
+    """An alert: fired by a rule on a model's series, open until its condition clears."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index(None, "model", "fired_at"),)
+
+    alert_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    rule: Mapped[str] = mapped_column(String(256))
+    model: Mapped[str] = mapped_column(String(256))
+    series: Mapped[str] = mapped_column(String(512))
+    severity: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    # "<rule>|<model>" while firing, NULL once resolved: the unique constraint keeps one
+    # open alert per rule and model, across processes, without a dialect's partial index.
+    open_key: Mapped[str | None] = mapped_column(String(600), unique=True)
+    value: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    message: Mapped[str] = mapped_column(Text)
+    window_end: Mapped[int] = mapped_column(BigInteger)  # the window that fired it, epoch ms
+    fired_at: Mapped[int] = mapped_column(BigInteger)
+    resolved_at: Mapped[int | None] = mapped_column(BigInteger)
+    notified_at: Mapped[int | None] = mapped_column(BigInteger)
+    notify_attempts: Mapped[int] = mapped_column(Integer)
+    notify_error: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(Text)  # JSON: what the alert triggered
+
+
+class MonitorCursorRow(Base):
+    """How far a named monitor has evaluated, and who holds it (a lease, not a lock)."""
+
+    __tablename__ = "monitor_cursors"
+
+    name: Mapped[str] = mapped_column(String(256), primary_key=True)
+    position: Mapped[int | None] = mapped_column(BigInteger)  # end of the last window, ms
+    state: Mapped[str] = mapped_column(Text)  # JSON: what the monitor carries between windows
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[int | None] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+# -- pipelines --------------------------------------------------------------------
+class PipelineRunRow(Base):
+    """One run of a pipeline; ``heartbeat_at`` is its owner's lease (see loopml.pipelines)."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (Index(None, "pipeline", "started_at"), Index(None, "started_at"))
+
+    run_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pipeline: Mapped[str] = mapped_column(String(256))
+    target: Mapped[str | None] = mapped_column(Text)  # how to load it again (resume)
+    status: Mapped[str] = mapped_column(String(16))
+    executor: Mapped[str] = mapped_column(String(16))
+    params: Mapped[str] = mapped_column(Text)  # JSON object
+    graph: Mapped[str] = mapped_column(Text)  # JSON: steps and their inputs
+    reason: Mapped[str | None] = mapped_column(Text)
+    trigger: Mapped[str | None] = mapped_column(String(256))
+    resumed_from: Mapped[str | None] = mapped_column(String(32))
+    user: Mapped[str | None] = mapped_column(String(256))
+    error: Mapped[str | None] = mapped_column(Text)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger)
+    started_at: Mapped[int] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PipelineStepRunRow(Base):
+    """One step of a pipeline run: its cache key, attempts, inputs, outputs and logs."""
+
+    __tablename__ = "pipeline_step_runs"
+    __table_args__ = (UniqueConstraint("run_id", "step"),)
+
+    step_run_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(ForeignKey("pipeline_runs.run_id", ondelete="CASCADE"))
+    step: Mapped[str] = mapped_column(String(256))
+    function: Mapped[str] = mapped_column(String(512))
+    status: Mapped[str] = mapped_column(String(16))
+    cache_key: Mapped[str | None] = mapped_column(String(64), index=True)
+    code_hash: Mapped[str | None] = mapped_column(String(64))
+    cached_from: Mapped[int | None] = mapped_column(Integer)  # the step run reused
+    attempts: Mapped[int] = mapped_column(Integer)
+    params: Mapped[str] = mapped_column(Text)  # JSON object: literal arguments
+    inputs: Mapped[str] = mapped_column(Text)  # JSON object: argument -> artifact
+    outputs: Mapped[str | None] = mapped_column(Text)  # JSON: the stored output artifact
+    # The output's blob, when stored as an artifact: a column so `gc` keeps it.
+    output_sha256: Mapped[str | None] = mapped_column(String(64))
+    logs: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    traceback: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[int | None] = mapped_column(BigInteger)
+    ended_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class PipelineRunLinkRow(Base):
+    """A tracking run started inside a pipeline step (lineage: version -> pipeline run)."""
+
+    __tablename__ = "pipeline_run_links"
+
+    tracking_run_id: Mapped[str] = mapped_column(
+        ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True
+    )
+    step_run_id: Mapped[int] = mapped_column(
+        ForeignKey("pipeline_step_runs.step_run_id", ondelete="CASCADE"), index=True
+    )
+
+
+# -- pipeline schedules and triggers ------------------------------------------------
+class PipelineTriggerRow(Base):
+    """What starts a pipeline: a cron schedule, a new dataset version, an alert or a call.
+
+    One table for every kind so firings, rate limits and names work the same for all;
+    the columns a kind does not use stay NULL.
+    """
+
+    __tablename__ = "pipeline_triggers"
+
+    trigger_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(256), unique=True)
+    kind: Mapped[str] = mapped_column(String(16))  # schedule | dataset | alert | manual
+    target: Mapped[str] = mapped_column(Text)  # what run_pipeline takes, or py:module:function
+    params: Mapped[str] = mapped_column(Text)  # JSON object
+    enabled: Mapped[bool] = mapped_column(Boolean)
+    cron: Mapped[str | None] = mapped_column(String(256))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    catch_up: Mapped[str | None] = mapped_column(String(8))  # none | all | skip
+    max_catch_up: Mapped[int | None] = mapped_column(Integer)
+    # Occurrences at or before this time (epoch ms) are never due: a new schedule does
+    # not catch up on the time before it existed.
+    start_at: Mapped[int] = mapped_column(BigInteger)
+    source: Mapped[str | None] = mapped_column(String(256))  # dataset or model name
+    rule: Mapped[str | None] = mapped_column(String(256))  # alert rule, NULL for any
+    data_param: Mapped[str | None] = mapped_column(String(256))
+    position: Mapped[int | None] = mapped_column(BigInteger)  # last dataset version or alert id
+    max_runs: Mapped[int | None] = mapped_column(Integer)  # rate limit: runs per period
+    period_ms: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[int] = mapped_column(BigInteger)
+
+
+class PipelineFiringRow(Base):
+    """One occurrence or event of a trigger, claimed before it runs: the unique key is
+    what makes each one run once across schedulers and restarts."""
+
+    __tablename__ = "pipeline_firings"
+    __table_args__ = (
+        UniqueConstraint("trigger_id", "event"),
+        Index(None, "trigger_id", "created_at"),
+        Index(None, "status", "lease_until"),
+    )
+
+    firing_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    trigger_id: Mapped[int] = mapped_column(
+        ForeignKey("pipeline_triggers.trigger_id", ondelete="CASCADE")
+    )
+    # "2026-11-23T03:00:00Z" (a schedule's occurrence), "dataset:churn@5", "alert:17",
+    # "manual:<id>".
+    event: Mapped[str] = mapped_column(String(256))
+    occurrence: Mapped[int | None] = mapped_column(BigInteger)  # a schedule's time, epoch ms
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed | suppressed
+    reason: Mapped[str] = mapped_column(Text)  # JSON: why the run started
+    owner: Mapped[str | None] = mapped_column(String(128))
+    lease_until: Mapped[int | None] = mapped_column(BigInteger)  # wall clock, epoch ms
+    run_id: Mapped[str | None] = mapped_column(String(64))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[int] = mapped_column(BigInteger)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)

@@ -21,6 +21,7 @@ from loopml.store.models import (
     ExperimentRow,
     ModelVersionFileRow,
     ModelVersionRow,
+    PipelineStepRunRow,
     PredictionFileRow,
     RunArtifactRow,
     RunRow,
@@ -38,6 +39,7 @@ BLOB_REFERENCES: list[ColumnElement[Any]] = [
     ModelVersionFileRow.__table__.c.sha256,
     ModelVersionRow.__table__.c.manifest_sha256,
     PredictionFileRow.__table__.c.sha256,
+    PipelineStepRunRow.__table__.c.output_sha256,
 ]
 
 
