@@ -1,29 +1,58 @@
 """``loopml deploy NAME --alias production --canary|--shadow|--ab models:/NAME/8`` runs a
 server that follows the alias and tests a candidate beside its holder;
-``loopml deploy report NAME`` compares the arms from the prediction log and feedback."""
+``loopml deploy NAME --canary models:/NAME/8 --request`` asks the servers already
+following the alias to run the canary instead; ``loopml deploy requests`` lists such
+requests and ``loopml deploy cancel ID`` cancels one; ``loopml deploy report NAME``
+compares the arms from the prediction log and feedback."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from loopml.cli._output import HomeOption, console, fail, format_number, open_workspace
+from loopml.cli._output import (
+    HomeOption,
+    console,
+    fail,
+    format_number,
+    local_time,
+    open_workspace,
+)
 from loopml.errors import LoopmlError, ValidationError
+
+if TYPE_CHECKING:
+    from loopml.serving.deployment import DeploySpec
+
+_STATE_STYLES = {
+    "pending": "blue",
+    "running": "cyan",
+    "promoted": "green",
+    "rolled_back": "yellow",
+    "failed": "bold red",
+    "expired": "dim",
+    "cancelled": "dim",
+}
 
 
 def deploy(
     name: Annotated[
         str,
         typer.Argument(
-            help="Registered model to deploy (or `report` to compare a deployment's arms).",
+            help="Registered model to deploy (or `report` to compare a deployment's arms, "
+            "`requests` to list deployment requests, `cancel` to cancel one).",
             show_default=False,
         ),
     ],
     model: Annotated[
-        str | None, typer.Argument(help="With `report`: the model.", show_default=False)
+        str | None,
+        typer.Argument(
+            help="With `report`: the model; with `cancel`: the request id.", show_default=False
+        ),
     ] = None,
     alias: Annotated[str, typer.Option("--alias", "-a", help="Alias to follow.")] = "production",
     canary: Annotated[
@@ -57,6 +86,23 @@ def deploy(
     record: Annotated[
         bool, typer.Option("--record", help="report: record a significant A/B decision.")
     ] = False,
+    request: Annotated[
+        bool,
+        typer.Option(
+            "--request",
+            help="Ask the servers already following the alias to run the canary, instead "
+            "of starting a server.",
+        ),
+    ] = False,
+    reason: Annotated[
+        str | None, typer.Option("--reason", "-r", help="Why (--request, cancel).")
+    ] = None,
+    of_model: Annotated[
+        str | None, typer.Option("--model", help="requests: only this model's.")
+    ] = None,
+    state: Annotated[
+        str | None, typer.Option("--state", help="requests: only those in this state.")
+    ] = None,
     home: HomeOption = None,
 ) -> None:
     """Run a canary, shadow or A/B deployment beside an alias's holder (or report on one)."""
@@ -64,6 +110,14 @@ def deploy(
         if model is None:
             raise typer.BadParameter("loopml deploy report NAME", param_hint="NAME")
         _report(model, alias, since, record, home)
+        return
+    if name == "requests":
+        _requests(of_model, state, home)
+        return
+    if name == "cancel":
+        if model is None:
+            raise typer.BadParameter("loopml deploy cancel REQUEST_ID", param_hint="REQUEST_ID")
+        _cancel(model, reason, home)
         return
     from loopml.serving import serve
     from loopml.serving.deployment import DeploySpec
@@ -83,6 +137,9 @@ def deploy(
             max_prediction_psi,
         )
         spec = DeploySpec(strategy, candidate, plan, split, parse_duration(check_every))
+        if request:
+            _request(name, alias, spec, reason, home)
+            return
         with open_workspace(home) as ws:
             holder = ws.registry.get(f"models:/{name}@{alias}")
             ws.registry.get(candidate)
@@ -93,6 +150,80 @@ def deploy(
         serve(f"models:/{name}@{alias}", home, host=host, port=port, deployment=spec)
     except LoopmlError as error:
         raise fail(error) from None
+
+
+def _request(
+    name: str, alias: str, spec: DeploySpec, reason: str | None, home: Path | None
+) -> None:
+    from loopml.registry import parse_reference
+    from loopml.serving.deployment import request_deployment
+
+    if parse_reference(spec.candidate).name != name:
+        raise ValidationError(f"The candidate {spec.candidate} is not a version of {name!r}.")
+    with open_workspace(home) as ws:
+        made = request_deployment(
+            ws,
+            spec.candidate,
+            alias,
+            strategy=spec.strategy,
+            plan=spec.plan,
+            check_seconds=spec.check_seconds,
+            reason=reason,
+        )
+    where = f" --home {home}" if home is not None else ""
+    out = console()
+    out.print(
+        f"Requested a {made.strategy} of {escape(made.candidate)} for "
+        f"[bold]{escape(made.model)}@{escape(made.alias)}[/]: request [bold]{made.request_id}[/]."
+    )
+    out.print(
+        f"A server following models:/{escape(made.model)}@{escape(made.alias)} picks it up "
+        f"at its next poll. Watch it with: loopml deploy requests --model {escape(made.model)}"
+        f"{escape(where)}"
+    )
+
+
+def _requests(model: str | None, state: str | None, home: Path | None) -> None:
+    from loopml.serving.deployment import list_deployments
+
+    with open_workspace(home) as ws:
+        found = list_deployments(ws, model, state)
+    out = console()
+    if not found:
+        out.print("No deployment requests" + (f" for {escape(model)}." if model else "."))
+        return
+    table = Table(title="Deployment requests", title_justify="left")
+    for column in ("request", "alias", "candidate", "state", "requested", "by", "server"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("detail")
+    table.add_column("reason")
+    for item in found:
+        table.add_row(
+            item.request_id[:8],
+            escape(f"{item.model}@{item.alias}"),
+            f"{item.strategy} of v{item.candidate_version}",
+            Text(item.state, style=_STATE_STYLES.get(item.state, "")),
+            local_time(item.requested_at),
+            escape(item.requested_by),
+            escape(item.claimed_by or ""),
+            escape(item.detail or ""),
+            escape(item.reason or ""),
+        )
+    out.print(table)
+
+
+def _cancel(request_id: str, reason: str | None, home: Path | None) -> None:
+    from loopml.serving.deployment import cancel_deployment
+
+    with open_workspace(home) as ws:
+        found = cancel_deployment(ws, request_id, reason or "")
+    if found.state == "cancelled":
+        console().print(f"Cancelled deployment request {found.request_id}.")
+    else:
+        console().print(
+            f"Asked the server {escape(found.claimed_by or '')} to roll back the canary of "
+            f"deployment request {found.request_id} at its next check."
+        )
 
 
 def _report(model: str, alias: str, since: str | None, record: bool, home: object) -> None:

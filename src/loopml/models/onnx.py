@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,35 +30,63 @@ CLASSES_KEY = "loopml.classes"
 
 
 def onnx_predict(
-    onnx_model: bytes | Any, frame: pd.DataFrame
+    onnx_model: bytes | Any, frame: pd.DataFrame | Mapping[str, np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Predicts ``frame`` with ONNX Runtime.
 
     Args:
         onnx_model: ONNX bytes (their InferenceSession is cached), an
             ``onnxruntime.InferenceSession`` or an :class:`OnnxModel`.
-        frame: Raw records with the model's input columns (extra columns are ignored).
+        frame: Raw records with the model's input columns (extra columns are ignored),
+            as a DataFrame or, skipping pandas, a mapping of column name to a 1-D
+            numpy array (numbers only).
 
     Returns:
         ``(labels, probabilities)`` for a classifier, ``(predictions, None)`` for a
         regressor. Labels have the classes' own type (bools stay bools).
     """
+    classes: np.ndarray | None
     if isinstance(onnx_model, OnnxModel):
-        session = onnx_model.session
-    elif isinstance(onnx_model, bytes):
-        session = _session(onnx_model)
+        session, inputs, classes = onnx_model.session, onnx_model.inputs, onnx_model.classes
     else:
-        session = onnx_model
-    feeds = {spec.name: _feed(frame, spec.name, spec.type) for spec in session.get_inputs()}
+        session = _session(onnx_model) if isinstance(onnx_model, bytes) else onnx_model
+        inputs = [(spec.name, spec.type) for spec in session.get_inputs()]
+        classes = _classes(session)
+    feeds = {name: _feed(frame, name, kind) for name, kind in inputs}
     outputs = session.run(None, feeds)
     if len(outputs) == 1:  # a regressor's one output, shaped (rows, 1)
         return np.asarray(outputs[0]).ravel(), None
     labels = np.asarray(outputs[0])
-    classes = _classes(session)
     # skl2onnx encodes bool classes as int64 labels 0 and 1.
     if classes is not None and classes.dtype == bool:
         labels = labels.astype(bool)
-    return labels, np.asarray(outputs[1])
+    probabilities = np.asarray(outputs[1])
+    if classes is not None:
+        labels = _ties_to_first_class(labels, probabilities, classes)
+    return labels, probabilities
+
+
+# Probabilities this close are a tie that float32 sums break at random (their order
+# depends on ONNX Runtime's threads): 25 of 50 trees gives 0.49999994 or 0.50000006.
+_TIE = 1e-6
+
+
+def _ties_to_first_class(
+    labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray
+) -> np.ndarray:
+    """``labels`` with each near-tie given to the first tied class, as scikit-learn's
+    argmax does; other rows keep the ONNX label (some models' labels are not argmax)."""
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes) or not len(labels):
+        return labels
+    ordered = np.sort(probabilities, axis=1)
+    tied = ordered[:, -1] - ordered[:, -2] <= _TIE if ordered.shape[1] > 1 else None
+    if tied is None or not tied.any():
+        return labels
+    top = probabilities[tied]
+    first = (top >= top.max(axis=1, keepdims=True) - _TIE).argmax(axis=1)
+    labels = labels.copy()
+    labels[tied] = classes.take(first).astype(labels.dtype, copy=False)
+    return labels
 
 
 class OnnxModel:
@@ -74,6 +103,9 @@ class OnnxModel:
     def __init__(self, session: Any, onnx_bytes: bytes | None = None) -> None:
         self.session = session
         self.onnx_bytes = onnx_bytes
+        # Read once: the session's metadata is parsed again on every call otherwise.
+        self.inputs = [(spec.name, spec.type) for spec in session.get_inputs()]
+        self.classes = _classes(session)
 
     @classmethod
     def from_bytes(cls, onnx_bytes: bytes) -> OnnxModel:
@@ -85,16 +117,15 @@ class OnnxModel:
 
     @property
     def classes_(self) -> np.ndarray:
-        classes = _classes(self.session)
-        if classes is None:
+        if self.classes is None:
             raise AttributeError("This ONNX model is a regressor: it has no classes_.")
-        return classes
+        return self.classes
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return onnx_predict(self.session, frame)[0]
+        return onnx_predict(self, frame)[0]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        probabilities = onnx_predict(self.session, frame)[1]
+        probabilities = onnx_predict(self, frame)[1]
         if probabilities is None:
             raise ValidationError(
                 "This ONNX model is a regressor: it has no probabilities; call predict."
@@ -126,14 +157,22 @@ def _classes(session: Any) -> np.ndarray | None:
 _NUMBER_TYPES = {"tensor(double)": np.float64, "tensor(float)": np.float32}
 
 
-def _feed(frame: pd.DataFrame, name: str, tensor_type: str) -> np.ndarray:
+def _feed(
+    frame: pd.DataFrame | Mapping[str, np.ndarray], name: str, tensor_type: str
+) -> np.ndarray:
     """One column as the ONNX input wants it: an (n, 1) array of its type."""
-    if name not in frame.columns:
+    if name not in (frame if isinstance(frame, Mapping) else frame.columns):
         raise ValidationError(
             f"The rows lack the model's input column {name!r}; pass every column the "
             "model was trained on."
         )
     column = frame[name]
+    if isinstance(column, np.ndarray):  # a mapping's column: numbers, no pandas
+        if tensor_type not in _NUMBER_TYPES:
+            raise ValidationError(
+                f"The ONNX model's input {name!r} is {tensor_type}: pass it in a DataFrame."
+            )
+        return column.astype(_NUMBER_TYPES[tensor_type]).reshape(-1, 1)
     if tensor_type == "tensor(string)":
         missing = column.isna().to_numpy()
         values = column.astype(str).to_numpy(dtype=object)

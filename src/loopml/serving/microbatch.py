@@ -21,10 +21,14 @@ from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 
+from loopml.serving.inputs import RowBlock
+
 if TYPE_CHECKING:
     from loopml.serving.served import Prediction
 
-__all__ = ["BatchObserver", "MicroBatcher"]
+_Rows = pd.DataFrame | RowBlock
+
+__all__ = ["BatchObserver", "MicroBatcher", "PredictionObserver"]
 
 logger = logging.getLogger("loopml.serving")
 
@@ -37,9 +41,16 @@ class BatchObserver(Protocol):
     def queue_changed(self, rows: int) -> None: ...
 
 
-@dataclass
+class PredictionObserver(BatchObserver, Protocol):
+    """An observer that also sees each model call's answers (the prediction
+    distribution is counted once per call, not once per request)."""
+
+    def predicted(self, prediction: Prediction) -> None: ...
+
+
+@dataclass(slots=True)
 class _Pending:
-    frame: pd.DataFrame
+    frame: _Rows
     future: asyncio.Future[Prediction]
     arrived: float = field(default_factory=time.perf_counter)
 
@@ -55,7 +66,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        run: Callable[[pd.DataFrame], Prediction],
+        run: Callable[[_Rows], Prediction],
         executor: Executor | None,
         *,
         max_batch_size: int,
@@ -67,6 +78,7 @@ class MicroBatcher:
         self._max_rows = max_batch_size
         self._max_wait = max_latency_ms / 1000
         self._observer = observer
+        self._predicted = getattr(observer, "predicted", None)
         self._pending: deque[_Pending] = deque()
         self._rows = 0
         self._arrived = asyncio.Event()
@@ -77,11 +89,12 @@ class MicroBatcher:
     def queued_rows(self) -> int:
         return self._rows
 
-    async def submit(self, frame: pd.DataFrame) -> Prediction:
-        """The predictions for ``frame``, computed in some batch."""
+    async def submit(self, frame: _Rows) -> Prediction:
+        """The predictions for ``frame`` (a DataFrame or a :class:`RowBlock`), computed in
+        some batch."""
         loop = asyncio.get_running_loop()
         if self._closing:  # swapped out while this request was being checked
-            return await loop.run_in_executor(self._executor, self._run, frame)
+            return self._seen(await loop.run_in_executor(self._executor, self._run, frame))
         pending = _Pending(frame, loop.create_future())
         self._pending.append(pending)
         self._queued(len(frame))
@@ -136,10 +149,11 @@ class MicroBatcher:
             waits = [started - pending.arrived for pending in batch]
             self._observer.batch_started(rows, len(batch), waits)
         try:
-            frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
+            frame = _join(frames)
             result = await loop.run_in_executor(self._executor, self._run, frame)
             if len(result.predictions) != rows:
                 raise RuntimeError(f"the model returned {len(result.predictions)} rows for {rows}")
+            self._seen(result)
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0], error=error)
@@ -153,7 +167,9 @@ class MicroBatcher:
                 try:
                     _settle(
                         pending,
-                        await loop.run_in_executor(self._executor, self._run, pending.frame),
+                        self._seen(
+                            await loop.run_in_executor(self._executor, self._run, pending.frame)
+                        ),
                     )
                 except Exception as alone:
                     _settle(pending, error=alone)
@@ -164,10 +180,32 @@ class MicroBatcher:
             _settle(pending, result.rows(offset, offset + count))
             offset += count
 
+    def _seen(self, result: Prediction) -> Prediction:
+        if self._predicted is not None:
+            self._predicted(result)
+        return result
+
     def _queued(self, rows: int) -> None:
         self._rows += rows
         if self._observer is not None:
             self._observer.queue_changed(self._rows)
+
+
+def _join(frames: list[_Rows]) -> _Rows:
+    """One model call's rows: blocks of one signature join as one array (no pandas);
+    anything else as one DataFrame."""
+    if len(frames) == 1:
+        return frames[0]
+    first = frames[0]
+    if isinstance(first, RowBlock) and all(
+        isinstance(frame, RowBlock)
+        and (frame.columns is first.columns or frame.columns.equals(first.columns))
+        and frame.values.dtype == first.values.dtype
+        for frame in frames
+    ):
+        return RowBlock.join(frames)  # type: ignore[arg-type]
+    as_frames = [frame.frame() if isinstance(frame, RowBlock) else frame for frame in frames]
+    return pd.concat(as_frames, ignore_index=True)
 
 
 def _settle(

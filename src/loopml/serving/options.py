@@ -28,6 +28,8 @@ class ServeOptions:
             following the alias off.
         name: The name the model is served under; by default the registered name, or
             the bundle folder's name.
+        health_interval: Seconds between the service-health snapshots written to the
+            workspace's monitored series (``health.p99_ms``, ...); 0 turns them off.
     """
 
     runtime: str = "pickle"
@@ -38,6 +40,7 @@ class ServeOptions:
     max_body_mb: float = 8.0
     poll_seconds: float = 2.0
     name: str | None = None
+    health_interval: float = 60.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -51,6 +54,8 @@ class ServeOptions:
             problems.append(f"max_body_mb must be positive, got {self.max_body_mb}")
         if self.poll_seconds < 0:
             problems.append(f"poll_seconds must be 0 or more, got {self.poll_seconds}")
+        if self.health_interval < 0:
+            problems.append(f"health_interval must be 0 or more, got {self.health_interval}")
         if problems:
             raise ValidationError("Invalid serving options: " + "; ".join(problems) + ".")
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request, Response
 from starlette.background import BackgroundTask
 
 from loopml.errors import ConfigError, NotFoundError, ValidationError
-from loopml.serving.inputs import check_frame, frame_from_body, read_json
+from loopml.serving.inputs import block_from_body, check_frame, frame_from_body, read_json
 from loopml.serving.metrics import CONTENT_TYPE_LATEST
 from loopml.serving.responses import JSONBytesResponse
 from loopml.serving.schemas import ErrorBody, FeedbackRequest, FeedbackResponse, PredictResponse
@@ -74,7 +74,10 @@ async def predict(name: str, request: Request) -> Response:
     body, special = await read_json(request, state.options.max_body_bytes)
     served, arm = state.router.pick(key=request.headers.get(ROUTING_HEADER))
     mark(request, served)
-    frame = check_frame(frame_from_body(body), served.model, special)
+    # The fast path takes the requests it can prove valid; the rest, and every refusal,
+    # go through the frame path, whose checks name each problem.
+    rows = block_from_body(body, served.plan, special)
+    frame = check_frame(frame_from_body(body), served.model, special) if rows is None else rows
     identifier = request_id(request)
     prediction = await state.predict(served, frame, identifier, arm)
     content: dict[str, Any] = {"predictions": prediction.predictions.tolist()}

@@ -22,6 +22,7 @@ import pandas as pd
 
 from loopml.errors import NotFoundError, ValidationError
 from loopml.models import LoadedModel, Signature, load_bundle, unpacked_bundle
+from loopml.serving.inputs import RowBlock, RowPlan
 
 if TYPE_CHECKING:
     from loopml.serving.microbatch import MicroBatcher
@@ -96,13 +97,18 @@ class ServedModel:
     batcher: MicroBatcher | None = None
     executor: Executor | None = None
     loaded_seconds: float = 0.0
+    plan: RowPlan | None = field(default=None, init=False, repr=False)
+    """How requests skip pandas for this model's signature (None: they cannot)."""
     _argmax: bool = field(default=False, repr=False)
+    _onnx: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:
         estimator = self.model.model
         final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
         qualified = f"{type(final).__module__}.{type(final).__qualname__}"
         self._argmax = qualified in _ARGMAX_CLASSIFIERS
+        self._onnx = self.model.manifest.flavor == "onnx"
+        self.plan = RowPlan.of(self.model.signature)
 
     @property
     def signature(self) -> Signature:
@@ -117,14 +123,23 @@ class ServedModel:
         """The version as text for metrics and headers (``bundle`` when unregistered)."""
         return "bundle" if self.version is None else str(self.version)
 
-    def run(self, frame: pd.DataFrame) -> Prediction:
-        """Predicts rows that :meth:`LoadedModel.prepare` has checked (blocking)."""
+    def run(self, rows: pd.DataFrame | RowBlock) -> Prediction:
+        """Predicts rows that :meth:`LoadedModel.prepare` (a frame) or
+        :func:`~loopml.serving.inputs.block_from_body` (a block) has checked (blocking)."""
         estimator = self.model.model
-        if self.model.manifest.flavor == "onnx":  # one session run gives both answers
+        if self._onnx:  # one session run gives both answers
             from loopml.models.onnx import onnx_predict
 
-            labels, probabilities = onnx_predict(estimator, frame)
+            feed: pd.DataFrame | dict[str, np.ndarray[Any, Any]]
+            if isinstance(rows, RowBlock):  # columns straight from the array: no pandas
+                values = rows.values
+                feed = {name: values[:, i] for i, name in enumerate(rows.columns)}
+            else:
+                feed = rows
+            labels, probabilities = onnx_predict(estimator, feed)
             return Prediction(labels, probabilities)
+        # Models fitted on a DataFrame check its column names: one frame per model call.
+        frame = rows.frame() if isinstance(rows, RowBlock) else rows
         if self.classes is None or not callable(getattr(estimator, "predict_proba", None)):
             return Prediction(np.asarray(estimator.predict(frame)))
         probabilities = np.asarray(estimator.predict_proba(frame))
@@ -134,21 +149,31 @@ class ServedModel:
             predictions = np.asarray(estimator.predict(frame))
         return Prediction(predictions, probabilities)
 
-    async def predict(self, frame: pd.DataFrame) -> Prediction:
+    async def predict(self, rows: pd.DataFrame | RowBlock) -> Prediction:
         """Predicts checked rows: through the batcher, else in the executor's thread.
 
         Enqueues before its first ``await``, so a request that picked this model is
         served by it even if a hot swap replaces it meanwhile.
         """
         if self.batcher is not None:
-            return await self.batcher.submit(frame)
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, frame)
+            return await self.batcher.submit(rows)
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self.run, rows)
 
     def warm_up(self) -> None:
-        """Runs the bundle's input example through the whole path once (blocking), so
-        the first request pays no lazy initialisation."""
-        if self.example is not None:
-            self.run(self.model.prepare(self.example))
+        """Runs the bundle's input example through both paths once (blocking), so the
+        first request pays no lazy initialisation."""
+        if self.example is None:
+            return
+        prepared = self.model.prepare(self.example)
+        self.run(prepared)
+        plan = self.plan
+        # An int block cannot hold NaN: an example with missing values warms the frame only.
+        if (
+            plan is not None
+            and list(prepared.columns) == list(plan.names)
+            and not prepared.isna().to_numpy().any()
+        ):
+            self.run(RowBlock(prepared.to_numpy(dtype=plan.dtype), plan.columns))
 
     async def close(self) -> None:
         """Finishes the requests already queued for this model (after a swap)."""

@@ -6,17 +6,17 @@ building the app from the options this process hands them in an environment vari
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
-
 from loopml.errors import ValidationError
-from loopml.serving.app import create_app
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from loopml.workspace import Workspace
 
 __all__ = ["serve"]
@@ -42,10 +42,32 @@ def serve(
         workers: Processes; each loads the model and batches its own requests.
         options: :class:`~loopml.serving.ServeOptions` fields.
     """
-    import uvicorn
-
     if workers < 1:
         raise ValidationError(f"workers must be at least 1, got {workers}.")
+    # No cyclic collection until the model is served (the app's start-up turns it back
+    # on): imports and the model load only add objects that live as long as the process.
+    # Several workers: each worker process does the same (app_from_environment).
+    if workers == 1:
+        gc.disable()
+    try:
+        _run(reference, workspace, host, port, workers, log_level, options)
+    finally:
+        gc.enable()
+
+
+def _run(
+    reference: str | os.PathLike[str],
+    workspace: Workspace | str | os.PathLike[str] | None,
+    host: str,
+    port: int,
+    workers: int,
+    log_level: str,
+    options: dict[str, Any],
+) -> None:
+    import uvicorn
+
+    from loopml.serving.app import create_app
+
     _show_logs(log_level)
     common: dict[str, Any] = {
         "host": host,
@@ -74,6 +96,9 @@ def serve(
 
 def app_from_environment() -> FastAPI:
     """The app a uvicorn worker process builds (see :func:`serve`)."""
+    gc.disable()  # as in serve(): back on once the model is served
+    from loopml.serving.app import create_app
+
     settings = json.loads(os.environ[_ENVIRONMENT])
     _show_logs(settings["log_level"])
     return create_app(settings["workspace"], settings["reference"], **settings["options"])

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from loopml.errors import NotFoundError
+from loopml.serving.inputs import RowBlock
 from loopml.serving.microbatch import MicroBatcher
 from loopml.serving.options import ServeOptions
 from loopml.serving.router import Arm, Router
@@ -139,17 +140,28 @@ class ServingState:
     async def follow_alias(self) -> None:
         """Re-resolves the alias every ``poll_seconds`` and swaps to its new holder.
 
-        A version that failed to load is not retried until the alias moves again.
+        A version that failed to load is not retried until the alias moves again. While
+        a canary runs, a move to another version cancels it, and the swap waits for its
+        rollback: the canary's arms are never replaced under it.
         """
         while True:
             await asyncio.sleep(self.options.poll_seconds)
+            arms = self.router.arms
             try:
                 version = await asyncio.to_thread(self._resolve)
             except Exception as error:  # the database may be briefly unreachable
                 logger.warning("Could not re-resolve %s: %s", self.source.reference, error)
                 continue
-            serving = {arm.served.version for arm in self.router.arms}
+            if self.router.arms is not arms:
+                # Swapped while resolving (a canary's promotion): the answer may predate
+                # it, and acting on it would load the old holder back.
+                continue
+            serving = {arm.served.version for arm in arms}
             if version in serving or version == self._failed_version:
+                continue
+            deployment = self.deployment
+            if deployment is not None and deployment.live and deployment.spec.strategy == "canary":
+                deployment.cancel(f"{self.source.reference} moved to version {version}")
                 continue
             logger.info("%s moved to version %s; loading it.", self.source.reference, version)
             await self.load(version)
@@ -165,7 +177,11 @@ class ServingState:
 
     # -- predicting -------------------------------------------------------------
     async def predict(
-        self, served: ServedModel, frame: pd.DataFrame, request_id: str, arm: Arm | None = None
+        self,
+        served: ServedModel,
+        frame: pd.DataFrame | RowBlock,
+        request_id: str,
+        arm: Arm | None = None,
     ) -> Prediction:
         """The model's answers for checked rows; a model error becomes ModelFailed."""
         started = time.perf_counter()
@@ -187,7 +203,8 @@ class ServingState:
                 f"The model raised {type(error).__name__}: {error}. Error id {error_id}; the "
                 "server log has the traceback.",
             ) from None
-        self.metrics.predictions(served, prediction)
+        if served.batcher is None:  # a batcher counts each model call's answers itself
+            self.metrics.predictions(served, prediction)
         if self.deployment is not None and arm is not None:
             self.deployment.observe(arm.name, time.perf_counter() - started, prediction)
         return prediction
@@ -196,7 +213,7 @@ class ServingState:
         self,
         served: ServedModel,
         arm: Arm,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | RowBlock,
         prediction: Prediction,
         request_id: str,
         started: float,
@@ -219,7 +236,7 @@ class ServingState:
         self,
         served: ServedModel,
         arm: Arm,
-        frame: pd.DataFrame,
+        frame: pd.DataFrame | RowBlock,
         prediction: Prediction,
         request_id: str,
         started: float,

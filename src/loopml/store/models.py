@@ -29,6 +29,7 @@ __all__ = [
     "ContractRow",
     "DatasetRow",
     "DatasetVersionRow",
+    "DeploymentRequestRow",
     "EnvironmentRow",
     "EvaluationRow",
     "ExperimentRow",
@@ -686,3 +687,34 @@ class PipelineFiringRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[int] = mapped_column(BigInteger)
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
+# -- deployment requests -------------------------------------------------------------
+class DeploymentRequestRow(Base):
+    """A request that a running server following ``model@alias`` deploy a candidate
+    version beside the alias's holder (see ``loopml.serving.deployment``)."""
+
+    __tablename__ = "deployment_requests"
+    __table_args__ = (Index(None, "model", "requested_at"), Index(None, "requested_at"))
+
+    request_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256))
+    alias: Mapped[str] = mapped_column(String(128))
+    candidate_version: Mapped[int] = mapped_column(Integer)
+    strategy: Mapped[str] = mapped_column(String(16))
+    plan: Mapped[str] = mapped_column(Text)  # JSON object: the canary plan
+    check_seconds: Mapped[float] = mapped_column(Float)
+    # pending | running | promoted | rolled_back | failed | expired | cancelled
+    state: Mapped[str] = mapped_column(String(16))
+    # "<model>@<alias>" while pending or running, NULL once done: the unique constraint
+    # keeps one live request per alias across processes, without a partial index.
+    live_key: Mapped[str | None] = mapped_column(String(400), unique=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)  # a running one: the server acts
+    requested_by: Mapped[str] = mapped_column(String(256))
+    requested_at: Mapped[int] = mapped_column(BigInteger)
+    claimed_by: Mapped[str | None] = mapped_column(String(128))  # host:pid of the server
+    claimed_at: Mapped[int | None] = mapped_column(BigInteger)
+    heartbeat_at: Mapped[int | None] = mapped_column(BigInteger)  # the server's, while running
+    updated_at: Mapped[int] = mapped_column(BigInteger)
