@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from loopml.cli import data, experiments, models, monitor, pipeline, runs
+from loopml.cli import ct, data, experiments, models, monitor, pipeline, runs
 from loopml.cli import scheduler as scheduler_cli
 from loopml.cli._output import fail
 from loopml.cli.demo import demo
@@ -77,6 +77,7 @@ app.add_typer(data.app, name="data")
 app.add_typer(models.app, name="models")
 app.add_typer(monitor.app, name="monitor")
 app.add_typer(pipeline.app, name="pipeline")
+app.add_typer(ct.app, name="ct")
 app.command("scheduler")(scheduler_cli.scheduler)
 app.add_typer(scheduler_cli.schedule_app, name="schedule")
 app.add_typer(scheduler_cli.trigger_app, name="trigger")

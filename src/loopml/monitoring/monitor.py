@@ -177,28 +177,48 @@ class Monitor:
             raise ValidationError(
                 f"severity {severity!r} is unknown; write one of {', '.join(SEVERITIES)}."
             )
-        if notify is None:
-            notify = ["log"]
-        if not isinstance(notify, Mapping):
-            named = [{"type": n} if isinstance(n, str) else n for n in notify]
-            notify = {str(spec.get("type", f"notifier-{i}")) if isinstance(spec, Mapping)
-                      else f"notifier-{i}": spec for i, spec in enumerate(named)}  # fmt: skip
-        notifiers = [build_notifier(name, spec) for name, spec in notify.items()]
+        if isinstance(notify, Mapping):
+            named = list(notify.items())
+        else:  # names ("log"), configurations (named by their type) or callables
+            named = [
+                (spec, {"type": spec})
+                if isinstance(spec, str)
+                else (
+                    str(spec.get("type", "log")) if isinstance(spec, Mapping) else "callable",
+                    spec,
+                )
+                for spec in (["log"] if notify is None else notify)
+            ]
+        notifiers = [build_notifier(name, spec) for name, spec in named]
         repository = MonitorRepository(self._ws.db)
         now = dt.datetime.now(dt.UTC)
         alert, created = repository.open_alert(
-            rule=rule, model=model, series="raised", severity=severity, value=None,
-            threshold=None, message=message, window_end=_ms(now),
-        )  # fmt: skip
+            rule=rule,
+            model=model,
+            series="raised",
+            severity=severity,
+            value=None,
+            threshold=None,
+            message=message,
+            window_end=_ms(now),
+        )
         values: dict[str, Any] = {"action": {"kind": "raised", "details": dict(details or {})}}
         if not created:
             values["message"] = message
         repository.update_alert(alert.alert_id, **values)
         alert = repository.alert(alert.alert_id)
         change = AlertChange(
-            "fired" if created else "firing", rule, model, "raised", severity, None,
-            None, now, message, alert,  # type: ignore[arg-type]  # no condition, no threshold
-        )  # fmt: skip
+            status="fired" if created else "firing",
+            rule=rule,
+            model=model,
+            series="raised",
+            severity=severity,
+            value=None,
+            threshold=None,  # type: ignore[arg-type]  # raised by hand: no condition
+            window_end=now,
+            message=message,
+            alert=alert,
+        )
         _notify(repository, change, notifiers, time.sleep)
         return repository.alert(alert.alert_id)
 

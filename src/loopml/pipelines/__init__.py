@@ -17,10 +17,19 @@ Example:
 
 ``run_pipeline`` and ``resume`` are the interface the CLI, the scheduler and the
 triggers use; schedules and triggers live in ``schedule``/``triggers``/``scheduler``.
+The built-in continuous-training pipeline of a project file (``loopml.yaml``, read by
+``project``) is in ``ct``: ``run_ct(ws)``, or the target ``ct`` wherever one is taken.
 """
 
 from loopml.pipelines.builtin import BUILTINS, GateFailedError
+from loopml.pipelines.ct import (
+    ApprovalPendingError,
+    CanaryFailedError,
+    ContinuousTraining,
+    run_ct,
+)
 from loopml.pipelines.dag import Node, Pipeline, pipeline
+from loopml.pipelines.project import ProjectConfig, ProjectError, load_project
 from loopml.pipelines.records import PipelineFailedError, PipelineRun, StepRun
 from loopml.pipelines.runner import (
     get_run,
@@ -45,12 +54,17 @@ from loopml.pipelines.triggers import (
 
 __all__ = [
     "BUILTINS",
+    "ApprovalPendingError",
+    "CanaryFailedError",
+    "ContinuousTraining",
     "Firing",
     "GateFailedError",
     "Node",
     "Pipeline",
     "PipelineFailedError",
     "PipelineRun",
+    "ProjectConfig",
+    "ProjectError",
     "Schedule",
     "Scheduler",
     "Step",
@@ -64,11 +78,13 @@ __all__ = [
     "list_runs",
     "list_schedules",
     "list_triggers",
+    "load_project",
     "pipeline",
     "poll_triggers",
     "remove_schedule",
     "remove_trigger",
     "resume",
+    "run_ct",
     "run_pipeline",
     "step",
     "step_output",
