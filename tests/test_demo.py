@@ -7,7 +7,23 @@ from pathlib import Path
 import pytest
 
 import loopml
-from loopml.demo import DEMO_DATASET, DEMO_SPLIT, DemoModel, demo_models, run_demo, tune_and_gate
+from loopml.demo import (
+    DEMO_DATASET,
+    DEMO_MODEL,
+    DEMO_SPLIT,
+    DemoModel,
+    demo_frames,
+    demo_models,
+    run_demo,
+    tune_and_gate,
+)
+from loopml.demo_loop import (
+    DEMO_SHIFT,
+    DemoServer,
+    run_closed_loop,
+    write_loop_report,
+    write_project,
+)
 
 
 @pytest.fixture
@@ -39,9 +55,9 @@ def test_run_demo_records_params_and_artifacts(tmp_path: Path, two_models: list[
         assert run.params["model"] == "logistic_regression"
         assert run.params["C"] == "1.0"
         assert (run.params["n_train"], run.params["n_valid"], run.params["n_test"]) == (
-            "341",
-            "115",
-            "113",
+            "239",
+            "80",
+            "79",
         )
         paths = {a.path for a in run.artifacts()}
         # The files of the model folder are Run.log_model's to choose; the rest are the demo's.
@@ -89,8 +105,8 @@ def test_the_gate_judges_the_tuned_model_on_held_out_rows_only(
         hand_picked_inputs = sorted(role for _, role in ws.get_run(results[0].run_id).inputs())
 
     held_out = parts["test"]
-    assert gated.held_out_rows == evaluation.n_rows == len(held_out) == 113
-    assert sum(len(part) for part in parts.values()) == 569  # the parts share no row
+    assert gated.held_out_rows == evaluation.n_rows == len(held_out) == 79
+    assert sum(len(part) for part in parts.values()) == 398  # the parts share no row
     assert search_inputs == hand_picked_inputs == ["train", "valid"]
     assert '"test": 0.2' in gated.search.run.params["train.split"]
     scores = gated.search.best_model.predict_proba(held_out.drop(columns="target"))[:, 1]
@@ -127,41 +143,105 @@ def test_the_demo_registers_and_promotes_through_gates(
     assert {d["role"] for d in lineage.datasets} == {"train", "valid"}
 
 
-def test_the_demo_serves_production_over_http_and_logs_the_traffic(
+def test_the_history_and_the_live_rows_share_no_row() -> None:
+    history, live = demo_frames()
+
+    assert (len(history), len(live)) == (398, 171)  # 70 % / 30 % of 569
+    keys = list(history.columns)
+    assert history.merge(live, on=keys).empty
+    assert demo_frames()[1].equals(live)  # seeded: the same split every time
+
+
+def test_the_demo_server_answers_logs_and_labels_its_traffic(
     tmp_path: Path, two_models: list[DemoModel]
 ) -> None:
-    from loopml.demo import serve_and_send
-
     with loopml.Workspace.open(tmp_path) as ws:
         gated = tune_and_gate(ws, run_demo(ws, models=two_models), n_trials=2)
-        traffic = serve_and_send(ws, requests=30)
-        logged = ws.predictions("breast-cancer-classifier")
+        live = demo_frames()[1].head(30)
+        with DemoServer(ws) as server:
+            burst = server.send(live, malformed=True)
+            logged = ws.predictions_with_feedback(DEMO_MODEL, *burst.window)
 
     production = gated.version.version if gated.verdict.passed else gated.baseline.version
-    assert (traffic.ok, traffic.refused, traffic.version) == (30, 2, production)
-    assert traffic.url.startswith("http://127.0.0.1:") and traffic.p99_ms >= traffic.p50_ms
-    assert len(logged) == traffic.logged_rows == 30
-    assert set(logged["version"]) == {production}
+    assert (burst.sent, burst.ok, burst.refused) == (30, 30, 2)
+    assert burst.versions == {production: 30}
+    assert len(logged) == 30 and set(logged["version"]) == {production}
+    # Every answer's truth came back as feedback, joined to its logged prediction.
+    assert logged["label"].astype(int).tolist() == live["target"].tolist()
 
 
-def test_the_demo_monitors_its_traffic_and_finds_the_injected_shift(
+@pytest.mark.slow
+def test_the_closed_loop_retrains_on_the_alert_and_promotes_through_a_canary(
     tmp_path: Path, two_models: list[DemoModel]
 ) -> None:
-    from loopml.demo import DEMO_SHIFT, monitor_traffic, serve_and_send
+    with loopml.Workspace.open(tmp_path / "home") as ws:
+        gated = tune_and_gate(ws, run_demo(ws, models=two_models), n_trials=2)
+        served = ws.registry.get(f"models:/{DEMO_MODEL}@production").version
+        write_project(ws.settings.home, ws.settings.home / "incoming", trials=2)
+        with DemoServer(ws) as server:
+            loop = run_closed_loop(ws, server, demo_frames()[1])
+        v2 = ws.data.version(DEMO_DATASET)
+        production = ws.registry.get(f"models:/{DEMO_MODEL}@production").version
+        report = write_loop_report(ws, loop, tmp_path / "loop.html").read_text()
 
-    with loopml.Workspace.open(tmp_path) as ws:
+    assert gated.version is not None and loop.served_version == served
+    # 1. Traffic as it came: no drift, no alert.
+    stable = loop.watched["stable"]
+    assert stable.drift is not None and stable.drift.drifted_features == []
+    assert stable.firing == [] and loop.stable.refused == 2
+    # 2. The shifted traffic drifts on exactly the shifted features and fires the rule.
+    shifted = loop.watched["shifted"]
+    assert shifted.drift is not None
+    assert sorted(shifted.drift.drifted_features) == sorted(DEMO_SHIFT)
+    assert [c.rule for c in shifted.firing] == ["input-drift"]
+    assert loop.alert is not None and loop.alert.rule == "input-drift"
+    # 3. The alert's action ran the CT pipeline, with the alert as its reason.
+    run = loop.pipeline
+    assert run is not None and run.status == "SUCCEEDED", run and run.error
+    assert run.trigger == f"alert:{loop.alert.alert_id}"
+    assert run.reason is not None and f"alert #{loop.alert.alert_id}" in run.reason
+    assert [s.step for s in run.steps] == [
+        "ingest", "train", "evaluate", "gate", "register", "canary", "promote"
+    ]  # fmt: skip
+    assert {s.status for s in run.steps} == {"SUCCEEDED"}
+    # ...on the new data: the history plus the labelled shifted traffic.
+    assert v2.ref == f"{DEMO_DATASET}@2" and v2.rows == 398 + len(loop.shifted.labels)
+    # 4. It passed the gate against the served version, then a canary promoted it.
+    assert loop.new_version == production == served + 1
+    actions = [(e.action, e.to_version) for e in loop.events]
+    assert actions[0] == ("canary-start", production) and actions[-1] == ("promote", production)
+    assert loop.events[-1].reason is not None and "canary completed" in loop.events[-1].reason
+    assert loop.canary_traffic.versions.keys() >= {served, production}  # both arms answered
+    # 5. Rows no model trained on, shifted, now go to the new version only.
+    assert set(loop.after.versions) == {production}
+    assert loop.watched["after"].rows == len(loop.after.labels)
+    # 6. The new version's lineage leads back to the pipeline run and the alert.
+    assert loop.lineage is not None and loop.lineage.pipeline is not None
+    assert loop.lineage.pipeline["run_id"] == run.run_id
+    assert f"alert #{loop.alert.alert_id}" in loop.lineage.pipeline["reason"]
+    assert loop.lineage.gates and loop.lineage.gates[0]["passed"]
+    assert loop.lineage.parent is not None and loop.lineage.parent.model["version"] == served
+    assert "the closed loop" in report and f"alert #{loop.alert.alert_id}" in report
+
+
+@pytest.mark.slow
+def test_a_failed_gate_stops_the_loop_with_the_reason_and_an_alert(
+    tmp_path: Path, two_models: list[DemoModel]
+) -> None:
+    impossible = {"checks": ["roc_auc >= 1.01"]}
+    with loopml.Workspace.open(tmp_path / "home") as ws:
         tune_and_gate(ws, run_demo(ws, models=two_models), n_trials=2)
-        traffic = serve_and_send(ws, requests=120, shifted=120)
-        watched = monitor_traffic(ws, traffic, tmp_path / "report.html")
-        labels = ws.feedback("breast-cancer-classifier")
+        served = ws.registry.get(f"models:/{DEMO_MODEL}@production").version
+        incoming = ws.settings.home / "incoming"
+        write_project(ws.settings.home, incoming, policy=impossible, trials=2)
+        with DemoServer(ws) as server:
+            loop = run_closed_loop(ws, server, demo_frames()[1])
+        alerts = {a.rule: a for a in ws.monitor.alerts(DEMO_MODEL, state="firing")}
 
-    assert traffic.labelled == len(labels) == 240
-    assert (watched.stable.rows, watched.shifted.rows) == (120, 120)
-    assert watched.stable.drift is not None and watched.stable.drift.drifted_features == []
-    assert watched.stable.firing == []
-    assert watched.shifted.drift is not None
-    assert sorted(watched.shifted.drift.drifted_features) == sorted(DEMO_SHIFT)
-    assert [c.rule for c in watched.shifted.firing] == ["input-drift"]
-    stable_perf = watched.stable.performance
-    assert stable_perf is not None and stable_perf.windows[0].labelled == 120
-    assert watched.report.stat().st_size > 0
+    run = loop.pipeline
+    assert run is not None and run.status == "FAILED"
+    assert [s.status for s in run.steps][3:] == ["FAILED", "SKIPPED", "SKIPPED", "SKIPPED"]
+    assert run.error is not None and "roc_auc >= 1.01" in run.error
+    assert loop.new_version is None and loop.events == []
+    assert set(loop.after.versions) == {served}  # production never moved
+    assert "ct-gate-failed" in alerts and "input-drift" in alerts

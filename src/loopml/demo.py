@@ -9,7 +9,8 @@
         for result in run_demo(ws):
             print(result.run_name, result.metrics["roc_auc"])
 
-The breast cancer data that scikit-learn ships is ingested as the dataset
+The breast cancer data that scikit-learn ships is split once into history (70 %) and
+live rows (:func:`demo_frames`); the history is ingested as the dataset
 ``breast-cancer`` under a contract inferred from it, and split once (:data:`DEMO_SPLIT`:
 stratified, stored, reproducible) into train, valid and test parts. Each model becomes
 one run in the experiment ``demo`` that records the train and valid parts as its inputs,
@@ -21,7 +22,8 @@ metric history. :func:`tune_and_gate` registers the best hand-picked model as
 ``@production``; it then searches on the same train and valid parts, registers the best
 model and gates it against ``@production`` on the test part (rows that no model fit on
 and no choice was made with), promoting it when the gate passes and naming it
-``@challenger`` when it does not.
+``@challenger`` when it does not. :mod:`loopml.demo_loop` serves the result and plays
+the live rows through it: the closed loop.
 """
 
 from __future__ import annotations
@@ -29,15 +31,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas as pd
 
     from loopml.evaluation.gate import GateResult
-    from loopml.monitoring import WindowResult
     from loopml.registry import AliasEvent, ModelVersion
     from loopml.tracking.run import Run
     from loopml.training.search import TuneResult
@@ -46,20 +45,16 @@ if TYPE_CHECKING:
 __all__ = [
     "DEMO_DATASET",
     "DEMO_EXPERIMENT",
+    "DEMO_LIVE_SHARE",
     "DEMO_MODEL",
     "DEMO_POLICY",
-    "DEMO_RULES",
-    "DEMO_SHIFT",
     "DEMO_SPLIT",
     "DemoGate",
     "DemoModel",
-    "DemoMonitoring",
     "DemoResult",
-    "DemoTraffic",
+    "demo_frames",
     "demo_models",
-    "monitor_traffic",
     "run_demo",
-    "serve_and_send",
     "tune_and_gate",
 ]
 
@@ -75,6 +70,9 @@ DEMO_SPLIT: dict[str, Any] = {
 }
 """The demo's one split: models fit on train and are compared on valid; the gate judges
 on test, rows held out from every fit and every choice."""
+
+DEMO_LIVE_SHARE = 0.3
+"""The share of the data held back as live traffic (never trained or gated on)."""
 
 ProgressCallback = Callable[[str, int, int], None]
 """Called as ``(model name, models done, models in total)`` before each model and at the end."""
@@ -157,6 +155,18 @@ def demo_models() -> list[DemoModel]:
     ]
 
 
+def demo_frames() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """scikit-learn's breast cancer data (569 rows) in two seeded parts: the history the
+    models learn from (``breast-cancer@1``, 70 %) and the live rows no model has seen,
+    which the demo's server gets as traffic."""
+    from sklearn.datasets import load_breast_cancer
+
+    frame = load_breast_cancer(as_frame=True).frame
+    shuffled = frame.sample(frac=1.0, random_state=_SEED).reset_index(drop=True)
+    cut = round(len(frame) * (1 - DEMO_LIVE_SHARE))
+    return shuffled.iloc[:cut].reset_index(drop=True), shuffled.iloc[cut:].reset_index(drop=True)
+
+
 def run_demo(
     workspace: Workspace,
     experiment: str = DEMO_EXPERIMENT,
@@ -172,10 +182,8 @@ def run_demo(
         models: The candidates; :func:`demo_models` by default.
         on_progress: Told ``(name, done, total)`` before each model and once at the end.
     """
-    from sklearn.datasets import load_breast_cancer
-
     candidates = demo_models() if models is None else models
-    frame = load_breast_cancer(as_frame=True).frame
+    frame, _ = demo_frames()
     contract = workspace.data.infer_contract(frame)
     version = workspace.data.ingest(frame, name=DEMO_DATASET, contract=contract)
     parts = workspace.data.split(version, **DEMO_SPLIT)
@@ -337,157 +345,3 @@ def _gate_and_promote(
     return verdict, workspace.registry.promote(
         DEMO_MODEL, version.version, alias, reason=f"loopml demo: {reason}"
     )
-
-
-@dataclass(frozen=True)
-class DemoTraffic:
-    """What :func:`serve_and_send` saw: the served version, answers, latencies, the log,
-    and the two windows of traffic (as it came, then shifted)."""
-
-    url: str
-    version: int
-    requests: int
-    ok: int
-    refused: int  # malformed requests, answered 422 as they should be
-    p50_ms: float
-    p99_ms: float
-    logged_rows: int
-    sample: dict[str, Any]
-    stable_window: tuple[datetime, datetime]
-    shifted_window: tuple[datetime, datetime] | None = None
-    labelled: int = 0  # feedback labels sent after the fact
-
-
-# The shift the demo injects into its second burst of traffic: a scanner recalibrated
-# so that sizes read 40 % larger.
-DEMO_SHIFT = {"mean radius": 1.4, "mean perimeter": 1.4, "mean area": 1.4}
-DEMO_RULES = {
-    "rules": [
-        {"name": "input-drift", "condition": "drift.share > 0.05", "severity": "warning"},
-        {"name": "accuracy", "condition": "performance.accuracy < 0.8", "severity": "critical"},
-    ]
-}
-
-
-def serve_and_send(workspace: Workspace, requests: int = 200, shifted: int = 0) -> DemoTraffic:
-    """Serves ``models:/breast-cancer-classifier@production`` on a free 127.0.0.1 port
-    (a real uvicorn server in a thread), sends it ``requests`` single-row requests of
-    held-out rows and a few malformed ones, then ``shifted`` requests of the same rows
-    with :data:`DEMO_SHIFT` applied, and records the true label of every answered
-    request as delayed feedback. Stops the server (draining the prediction log) and
-    reports what came back."""
-    import socket
-    import threading
-
-    import httpx
-    import numpy as np
-    import uvicorn
-
-    from loopml.serving import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    app = create_app(workspace, f"models:/{DEMO_MODEL}@production", poll_seconds=0)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, name="loopml-demo-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    test = workspace.data.split(DEMO_DATASET, **DEMO_SPLIT)["test"]
-    labels = test["target"].tolist()
-    rows = test.drop(columns="target")
-    records = rows.to_dict(orient="records")
-    moved = rows.assign(**{name: rows[name] * factor for name, factor in DEMO_SHIFT.items()})
-    moved_records = moved.to_dict(orient="records")
-    latencies: list[float] = []
-    answered: list[tuple[str, Any]] = []  # (request id, true label)
-    ok, refused, sample = 0, 0, dict[str, Any]()
-    windows: list[datetime] = []
-    try:
-        with httpx.Client(base_url=url, timeout=10) as client:
-            for _ in range(200):  # ready once loaded and warmed up
-                try:
-                    if client.get("/health/ready").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.05)
-
-            def send(batch: list[dict[str, Any]], count: int) -> None:
-                nonlocal ok, sample
-                for index in range(count):
-                    started = time.perf_counter()
-                    answer = client.post(
-                        f"/models/{DEMO_MODEL}/predict",
-                        json={"records": [batch[index % len(batch)]]},
-                    )
-                    latencies.append((time.perf_counter() - started) * 1000)
-                    if answer.status_code == 200:
-                        ok += 1
-                        sample = sample or answer.json()
-                        answered.append((answer.json()["request_id"], labels[index % len(batch)]))
-
-            windows.append(datetime.now(UTC))
-            send(records, requests)
-            malformed: list[dict[str, Any]] = [
-                {"records": [{"mean radius": "large"}]},
-                {"records": []},
-            ]
-            for bad in malformed:
-                refused += client.post(f"/models/{DEMO_MODEL}/predict", json=bad).status_code == 422
-            windows.append(datetime.now(UTC))
-            if shifted:
-                send(moved_records, shifted)
-                windows.append(datetime.now(UTC))
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-    # The outcomes become known later: delayed labels, joined to the log by request id.
-    import pandas as pd
-
-    feedback = pd.DataFrame(answered, columns=["request_id", "label"]).assign(model=DEMO_MODEL)
-    if len(feedback):
-        workspace.log_feedback_frame(feedback)
-    logged = len(workspace.predictions(DEMO_MODEL))
-    return DemoTraffic(
-        url,
-        int(sample.get("version") or 0),
-        requests + shifted,
-        ok,
-        refused,
-        float(np.percentile(latencies, 50)),
-        float(np.percentile(latencies, 99)),
-        logged,
-        sample,
-        (windows[0], windows[1]),
-        (windows[1], windows[2]) if shifted else None,
-        len(feedback),
-    )
-
-
-@dataclass(frozen=True)
-class DemoMonitoring:
-    """What monitoring made of the demo's two windows of traffic."""
-
-    stable: WindowResult
-    shifted: WindowResult
-    report: Path
-
-
-def monitor_traffic(workspace: Workspace, traffic: DemoTraffic, report: Path) -> DemoMonitoring:
-    """Judges the stable and the shifted window of the demo's traffic against the
-    production version's reference profile, with :data:`DEMO_RULES`, and writes the
-    monitoring report of the last hour to ``report``."""
-    if traffic.shifted_window is None:
-        raise ValueError("monitor_traffic needs traffic sent with shifted > 0")
-    ref = f"models:/{DEMO_MODEL}/{traffic.version}"
-    # The windows are seconds long: a whole second each side, as the log keeps ms.
-    stable = workspace.monitor.evaluate(ref, *_padded(traffic.stable_window), rules=DEMO_RULES)
-    shifted = workspace.monitor.evaluate(ref, *_padded(traffic.shifted_window), rules=DEMO_RULES)
-    path = workspace.monitor.report(ref, "1h", report)
-    return DemoMonitoring(stable, shifted, path)
-
-
-def _padded(window: tuple[datetime, datetime]) -> tuple[datetime, datetime]:
-    start, end = window
-    return start - timedelta(milliseconds=1), end + timedelta(milliseconds=1)

@@ -1,8 +1,11 @@
-"""``loopml demo``: train a few models on a bundled dataset, tracked, with a progress bar."""
+"""``loopml demo``: the whole loop on a bundled dataset, from tracked training to a
+retrained, canaried, promoted version, every figure read back from the workspace."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,15 +24,28 @@ from loopml.cli.evaluate import _checks_heading, _checks_table
 from loopml.demo import (
     DEMO_EXPERIMENT,
     DEMO_MODEL,
-    DEMO_SHIFT,
-    DemoMonitoring,
+    DemoGate,
     DemoResult,
+    demo_frames,
     demo_models,
-    monitor_traffic,
     run_demo,
-    serve_and_send,
     tune_and_gate,
 )
+from loopml.demo_loop import (
+    DEMO_SHIFT,
+    ClosedLoop,
+    DemoServer,
+    accuracy,
+    run_closed_loop,
+    write_loop_report,
+    write_project,
+)
+from loopml.pipelines.render import to_tree
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from loopml.registry import AliasEvent
 
 
 def demo(
@@ -38,12 +54,17 @@ def demo(
     ] = DEMO_EXPERIMENT,
     home: HomeOption = None,
 ) -> None:
-    """Version a dataset, train a few tracked models on it, tune one and gate it."""
+    """The closed loop in about a minute: train, tune, gate, register, serve, monitor a
+    shift, retrain on the alert through the continuous-training pipeline, canary, promote."""
     out = console()
     models = demo_models()
+    # The demo prints alerts and stopped pipelines itself; without a handler of the
+    # user's, Python would also print loopml's warnings about them, out of order.
+    logging.getLogger("loopml").addHandler(logging.NullHandler())
     with open_workspace(home, create=True) as ws:
         out.print(
-            f"Training {len(models)} models on scikit-learn's breast cancer dataset, "
+            f"Training {len(models)} models on 70% of scikit-learn's breast cancer dataset "
+            "(the rest plays live traffic later), "
             f"tracked in experiment [bold]{escape(experiment)}[/]"
         )
         out.print(
@@ -71,11 +92,46 @@ def demo(
             "(6 trials), then gating it against production"
         ):
             gated = tune_and_gate(ws, results, experiment)
-            lineage = ws.registry.lineage(f"models:/{DEMO_MODEL}@production")
-        with out.status(f"Serving {DEMO_MODEL}@production over HTTP and sending it traffic"):
-            traffic = serve_and_send(ws, requests=200, shifted=200)
-        with out.status("Monitoring both windows of traffic against the training data"):
-            watched = monitor_traffic(ws, traffic, ws.settings.home / "monitoring-report.html")
+        _print_gate(out, gated)
+        _, live = demo_frames()
+        project = write_project(ws.settings.home, ws.settings.home / "incoming")
+        out.print(
+            f"Wrote the continuous-training project [bold]{escape(str(project))}[/] "
+            "(retrain with a search, gate, canary, promote)"
+        )
+        with out.status(
+            f"Serving {DEMO_MODEL}@production over HTTP; sending {len(live)} live rows as "
+            "they come, then shifted; monitoring; retraining on the alert"
+        ):
+            with DemoServer(ws) as server:
+                loop = run_closed_loop(ws, server, live)
+            production = f"models:/{DEMO_MODEL}@production"
+            monitoring = ws.monitor.report(
+                production, "1h", ws.settings.home / "monitoring-report.html"
+            )
+            summary = write_loop_report(ws, loop, ws.settings.home / "loop-report.html")
+        _print_loop(out, loop)
+        out.print(f"Monitoring report: {escape(str(monitoring))}")
+        out.print(f"Summary of the loop: [bold]{escape(str(summary))}[/]")
+    home_flag = f" --home {home}" if home is not None else ""
+    out.print("Next:")
+    out.print(
+        f"  loopml runs list --experiment {escape(experiment)}"
+        f' --order-by "metrics.roc_auc desc"{escape(home_flag)}'
+    )
+    best = max(results, key=lambda r: r.metrics["roc_auc"])
+    out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
+    out.print(f"  loopml models history {DEMO_MODEL}{escape(home_flag)}")
+    if loop.pipeline is not None:
+        out.print(f"  loopml pipeline show {short_id(loop.pipeline.run_id)}{escape(home_flag)}")
+    out.print(f"  loopml monitor alerts --model {DEMO_MODEL}{escape(home_flag)}")
+    out.print(f"  loopml serve models:/{DEMO_MODEL}@production{escape(home_flag)}")
+    if len(results) > 1:
+        ids = " ".join(short_id(r.run_id) for r in results[:2])
+        out.print(f"  loopml runs compare {ids}{escape(home_flag)}")
+
+
+def _print_gate(out: Console, gated: DemoGate) -> None:
     search = gated.search
     out.print(
         f"Best of the search: C={search.best_params['C']:.4g}, "
@@ -89,64 +145,85 @@ def demo(
     out.print(_checks_heading(gated.verdict, candidate))
     out.print(_checks_table(gated.verdict))
     out.print(f"Registered [bold]{escape(DEMO_MODEL)}[/]:")
-    for event in gated.events:
+    _print_events(out, gated.events)
+
+
+def _print_events(out: Console, events: list[AliasEvent]) -> None:
+    for event in events:
         moved = f"{event.from_version} → " if event.from_version else ""
         out.print(
-            f"  @{escape(event.alias)}: version {moved}{event.to_version} "
+            f"  {escape(event.action)} @{escape(event.alias)}: version {moved}{event.to_version} "
             f"[dim]({escape(event.reason or '')})[/]"
         )
-    out.print(lineage.to_tree())
-    out.print(
-        f"Served version {traffic.version} at {traffic.url}: {traffic.ok} of "
-        f"{traffic.requests} requests answered (p50 {traffic.p50_ms:.1f} ms, p99 "
-        f"{traffic.p99_ms:.1f} ms), {traffic.refused} malformed ones refused with 422, "
-        f"{traffic.logged_rows} predictions in the log (ws.predictions), "
-        f"{traffic.labelled} labels sent back as feedback."
-    )
-    out.print(_monitoring_table(watched))
-    for change in watched.shifted.alerts:
-        out.print(f"[bold red]Alert[/] {escape(change.message)}")
-    out.print(f"Monitoring report: {escape(str(watched.report))}")
-    home_flag = f" --home {home}" if home is not None else ""
-    out.print("Next:")
-    out.print(
-        f"  loopml runs list --experiment {escape(experiment)}"
-        f' --order-by "metrics.roc_auc desc"{escape(home_flag)}'
-    )
-    best = max(results, key=lambda r: r.metrics["roc_auc"])
-    out.print(f"  loopml runs show {short_id(best.run_id)}{escape(home_flag)}")
-    out.print(f"  loopml models history {DEMO_MODEL}{escape(home_flag)}")
-    out.print(f"  loopml serve models:/{DEMO_MODEL}@production{escape(home_flag)}")
-    out.print(
-        f"  loopml monitor check models:/{DEMO_MODEL}@production --window 1h{escape(home_flag)}"
-    )
-    if len(results) > 1:
-        ids = " ".join(short_id(r.run_id) for r in results[:2])
-        out.print(f"  loopml runs compare {ids}{escape(home_flag)}")
 
 
-def _monitoring_table(watched: DemoMonitoring) -> Table:
+def _print_loop(out: Console, loop: ClosedLoop) -> None:
+    stable, served = loop.stable, loop.served_version
+    out.print(
+        f"Served version {served}: {stable.ok} of {stable.sent} requests answered (p50 "
+        f"{stable.percentile(50):.1f} ms, p99 {stable.percentile(99):.1f} ms), "
+        f"{stable.refused} malformed ones refused with 422; {loop.logged_rows} predictions "
+        f"in the log in all, {loop.labelled} labels sent back later as feedback."
+    )
+    out.print(_monitoring_table(loop))
+    if loop.alert is None:
+        out.print("[bold]No alert fired[/]: nothing to retrain on.")
+        return
+    out.print(f"[bold red]Alert #{loop.alert.alert_id}[/] {escape(loop.alert.message)}")
+    run = loop.pipeline
+    if run is None:
+        out.print("The alert's action started no pipeline run.")
+        return
+    title = f"pipeline ct run {short_id(run.run_id)} ({run.status}), reason: {run.reason or ''}"
+    out.print(to_tree(run.graph, run.steps, escape(title)))
+    if run.error:
+        out.print(f"[bold red]Stopped[/]: {escape(run.error)}")
+    canary = [e for e in loop.events if e.action.startswith("canary")]
+    if canary or loop.events:
+        out.print("Releases:")
+        _print_events(out, loop.events)
+    before, after = accuracy(loop.watched["shifted"]), accuracy(loop.watched["after"])
+    if loop.new_version is not None:
+        out.print(
+            f"Accuracy on shifted traffic: version {served} {format_number(before)} → "
+            f"version {loop.new_version} {format_number(after)} (rows neither model trained on"
+            " for the latter)"
+        )
+    if loop.lineage is not None:  # its parent's own lineage is in the HTML summary
+        parent = loop.lineage.parent
+        out.print(f"Lineage of version {loop.new_version}, back to the alert:")
+        out.print(dataclasses.replace(loop.lineage, parent=None).to_tree())
+        if parent is not None:
+            out.print(f"  retrained from {escape(parent.model['uri'])}")
+
+
+def _monitoring_table(loop: ClosedLoop) -> Table:
     shift = ", ".join(f"{name} x{factor}" for name, factor in DEMO_SHIFT.items())
     table = Table(
-        title=f"Monitoring: the traffic as it came, then with {shift}",
+        title=f"Monitoring: the live rows as they came, then with {shift}",
         title_justify="left",
         header_style="bold",
     )
-    for column in ("window", "predictions", "drifted features", "share", "accuracy", "alerts"):
-        table.add_column(column, justify="right" if column in ("predictions", "share") else "left")
-    for label, result in (("as it came", watched.stable), ("shifted", watched.shifted)):
+    for column in ("window", "version", "rows", "drifted features", "share", "accuracy",
+                   "alerts"):  # fmt: skip
+        numeric = column in ("version", "rows", "share", "accuracy")
+        table.add_column(column, justify="right" if numeric else "left")
+    windows = [
+        ("as it came", loop.served_version, loop.watched["stable"]),
+        ("shifted", loop.served_version, loop.watched["shifted"]),
+        ("shifted, after", loop.new_version or loop.served_version, loop.watched["after"]),
+    ]
+    for label, version, result in windows:
         drift = result.drift
         drifted = ", ".join(drift.drifted_features) if drift is not None else ""
-        accuracy = ""
-        if result.performance is not None and result.performance.windows:
-            accuracy = format_number(result.performance.windows[0].metrics.get("accuracy"))
         fired = ", ".join(c.rule for c in result.firing)
         table.add_row(
             label,
+            str(version),
             f"{result.rows:,}",
             escape(drifted or "none"),
             f"{drift.share:.0%}" if drift is not None else "",
-            accuracy,
+            format_number(accuracy(result)),
             f"[bold red]{escape(fired)}[/]" if fired else "none",
         )
     return table

@@ -484,10 +484,8 @@ def describe(reason: Mapping[str, Any]) -> str:
     if kind == "dataset":
         return f"trigger {name!r}: new dataset version {reason.get('ref')}"
     if kind in ("alert", "action"):
-        return (
-            f"trigger {name!r}: alert {reason.get('alert_id')} ({reason.get('rule')} on "
-            f"{reason.get('model')}): {reason.get('message')}"
-        )
+        # The message names the rule and the model already (monitoring writes it so).
+        return f"alert #{reason.get('alert_id')} via trigger {name!r}: {reason.get('message')}"
     note = reason.get("note")
     return f"trigger {name!r}: manual call by {reason.get('by')}" + (f": {note}" if note else "")
 

@@ -184,13 +184,8 @@ def _open_workspace(
 def _prediction_log(workspace: Workspace | None, options: ServeOptions) -> Any:
     if workspace is None or not options.log_predictions:
         return None
-    try:
-        from loopml.serving.predlog import PredictionLog  # type: ignore[import-not-found]
-    except ModuleNotFoundError as error:
-        if error.name != "loopml.serving.predlog":
-            raise
-        logger.warning("Prediction logging is not available in this loopml; serving without.")
-        return None
+    from loopml.serving.predlog import PredictionLog
+
     return PredictionLog(workspace)
 
 
