@@ -247,7 +247,7 @@ def test_an_alert_rules_pipeline_action_retrains_with_the_alert_as_its_reason(
     run = get_run(ws, change.action["run_id"])
     assert run.status == "SUCCEEDED", run.error
     assert run.trigger == f"alert:{change.alert.alert_id}"
-    assert f"alert {change.alert.alert_id} (input-drift on {MODEL})" in (run.reason or "")
+    assert f"alert #{change.alert.alert_id} via trigger" in (run.reason or "")
     assert run.step("ingest").outputs["value"]["data"] == "cancer@2"  # type: ignore[index]
     assert holder(ws) == 2
     lineage = ws.registry.lineage(f"models:/{MODEL}/2")
