@@ -6,9 +6,8 @@ import csv
 import io
 import math
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from rich.markup import escape
 from rich.table import Table
 
@@ -22,6 +21,9 @@ from loopml.cli._output import (
     status_text,
 )
 from loopml.store.search import Field
+
+if TYPE_CHECKING:
+    import pandas as pd  # only in hints: `loopml serve` should not pay for pandas
 
 _CELL_PADDING = 3  # a border and a space either side
 _MAX_PARAM_WIDTH = 24

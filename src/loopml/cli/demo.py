@@ -40,7 +40,6 @@ from loopml.demo_loop import (
     write_loop_report,
     write_project,
 )
-from loopml.pipelines.render import to_tree
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -175,6 +174,8 @@ def _print_loop(out: Console, loop: ClosedLoop) -> None:
         out.print("The alert's action started no pipeline run.")
         return
     title = f"pipeline ct run {short_id(run.run_id)} ({run.status}), reason: {run.reason or ''}"
+    from loopml.pipelines.render import to_tree  # pipelines load only when shown
+
     out.print(to_tree(run.graph, run.steps, escape(title)))
     if run.error:
         out.print(f"[bold red]Stopped[/]: {escape(run.error)}")

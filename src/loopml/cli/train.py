@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -12,7 +12,9 @@ from rich.table import Table
 
 from loopml.cli._output import HomeOption, console, fail, format_number, open_workspace, short_id
 from loopml.errors import LoopmlError
-from loopml.training import TrainResult, load_train_config
+
+if TYPE_CHECKING:
+    from loopml.training import TrainResult
 
 __all__ = ["train"]
 
@@ -42,6 +44,8 @@ def train(
 ) -> None:
     """Train a model as a YAML file describes it, tracked as a run; prints its metrics."""
     try:
+        from loopml.training import TrainResult, load_train_config
+
         settings = load_train_config(config)
     except LoopmlError as error:
         raise fail(error) from None
