@@ -55,3 +55,25 @@ def plans_version(ws: loopml.Workspace, trees: int = 10) -> Any:
 
 PLAN_ROW = {"age": 40, "income": 70.5, "score": 0.3, "city": "paris", "active": True}
 CHURN_ROW = {"tenure": 1.5, "spend": -0.2, "region": "north"}
+
+
+class Failing:
+    """A model that answers its (calm) input example and raises on real traffic."""
+
+    classes_ = np.array([0, 1])
+
+    def predict(self, frame: Any) -> Any:
+        if (frame["spend"] > 0.5).any():
+            raise RuntimeError("canary bug")
+        return np.zeros(len(frame), dtype=int)
+
+
+def failing_version(ws: loopml.Workspace, name: str) -> int:
+    """Registers a :class:`Failing` model as the next version of the churn-like ``name``
+    (with version 1's signature); its number."""
+    calm = [{**CHURN_ROW, "spend": 0.0}]
+    good = ws.registry.load(f"models:/{name}/1")
+    version = ws.registry.register(
+        Failing(), name=name, signature=good.signature, input_example=calm
+    ).version
+    return int(version)

@@ -20,8 +20,9 @@ from loopml.serving.deployment import DeploySpec
 from loopml.serving.policies import CanaryPlan
 from loopml.serving.report import deployment_report
 from tests.registry._samples import registered
+from tests.servers import wait_until_ready
 from tests.serving._process import free_port
-from tests.serving._samples import CHURN_ROW
+from tests.serving._samples import CHURN_ROW, failing_version
 from tests.serving.conftest import client_for
 
 
@@ -44,33 +45,12 @@ def traffic(rows: int, seed: int = 0) -> list[dict[str, Any]]:
 pytestmark = pytest.mark.anyio
 
 
-class Failing:
-    """A model that answers its (calm) input example and raises on real traffic."""
-
-    classes_ = np.array([0, 1])
-
-    def predict(self, frame: Any) -> Any:
-        if (frame["spend"] > 0.5).any():
-            raise RuntimeError("canary bug")
-        return np.zeros(len(frame), dtype=int)
-
-
 @pytest.fixture
 def ws(tmp_path: Path) -> Any:
     with loopml.Workspace.open(tmp_path / "home") as workspace:
         registered(workspace, 2)
         workspace.registry.promote("churn", 1, "champion")
         yield workspace
-
-
-def failing_version(ws: loopml.Workspace) -> int:
-    calm = [{**CHURN_ROW, "spend": 0.0}]
-    good = ws.registry.load("models:/churn/1")
-    return int(
-        ws.registry.register(
-            Failing(), name="churn", signature=good.signature, input_example=calm
-        ).version
-    )
 
 
 def fast(steps: tuple[float, ...] = (50.0, 100.0), **plan: Any) -> CanaryPlan:
@@ -108,7 +88,7 @@ async def test_a_canary_that_holds_its_guards_advances_and_is_promoted(
 async def test_a_failing_canary_rolls_back_by_itself_and_stable_keeps_serving(
     ws: loopml.Workspace,
 ) -> None:
-    bad = failing_version(ws)
+    bad = failing_version(ws, "churn")
     spec = DeploySpec("canary", f"models:/churn/{bad}", fast(), check_seconds=0.1)
     app = create_app(ws, "models:/churn@champion", deployment=spec, poll_seconds=0)
     row = {**CHURN_ROW, "spend": 1.0}
@@ -132,7 +112,7 @@ async def test_a_failing_canary_rolls_back_by_itself_and_stable_keeps_serving(
 
 
 async def test_a_canary_that_fails_to_load_stays_on_stable(ws: loopml.Workspace) -> None:
-    bad = failing_version(ws)
+    bad = failing_version(ws, "churn")
     (ws.registry.local_bundle(f"models:/churn/{bad}") / "model.joblib").write_bytes(b"damaged")
     spec = DeploySpec("canary", f"models:/churn/{bad}", fast(), check_seconds=0.1)
     app = create_app(ws, "models:/churn@champion", deployment=spec, poll_seconds=0)
@@ -202,7 +182,7 @@ def test_a_real_deployment_rolls_a_failing_canary_back_under_load(ws: loopml.Wor
     import subprocess
     import sys
 
-    bad = failing_version(ws)
+    bad = failing_version(ws, "churn")
     home = ws.settings.home
     port = free_port()
     command = [
@@ -210,7 +190,7 @@ def test_a_real_deployment_rolls_a_failing_canary_back_under_load(ws: loopml.Wor
         "--canary", f"models:/churn/{bad}", "--steps", "50,100", "--interval", "1m",
         "--min-requests", "5", "--check-every", "0.2s", "--port", str(port), "--home", str(home),
     ]  # fmt: skip
-    # The failing model's class lives in this test module: the server must import it.
+    # The failing model's class lives in the tests package: the server must import it.
     root = str(Path(__file__).resolve().parents[2])
     environment = {**os.environ, "DO_NOT_TRACK": "1", "PYTHONPATH": root}
     server = subprocess.Popen(
@@ -219,15 +199,7 @@ def test_a_real_deployment_rolls_a_failing_canary_back_under_load(ws: loopml.Wor
     url = f"http://127.0.0.1:{port}"
     row = {**CHURN_ROW, "spend": 1.0}
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_until_ready(url, lambda: server.poll() is None)
 
         def hammer(_: int) -> tuple[int, int | None]:
             answer = httpx.post(f"{url}/models/churn/predict", json={"records": [row]}, timeout=10)

@@ -5,18 +5,16 @@ exclusive claim on every metadata backend, and the inputs refused up front."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
 import pytest
-import uvicorn
 from sqlalchemy import update
 
 import loopml
@@ -25,7 +23,6 @@ from loopml.serving import (
     CanaryPlan,
     DeploySpec,
     cancel_deployment,
-    create_app,
     get_deployment,
     list_deployments,
     request_deployment,
@@ -34,24 +31,14 @@ from loopml.serving import (
 from loopml.store.models import DeploymentRequestRow
 from loopml.store.repositories.deployments import DeploymentRepository
 from tests.registry._samples import PASSING, gate, registered
-from tests.serving._samples import CHURN_ROW
+from tests.servers import in_background, serve_in_thread
+from tests.serving._samples import CHURN_ROW, failing_version
 
 pytestmark = pytest.mark.slow
 
 # Latency on a loaded test machine is noise: the guards themselves are unit-tested.
 FAST = CanaryPlan(steps=(50.0, 100.0), interval_s=0.3, min_requests=5, max_latency_ratio=1e6)
 SLOW = CanaryPlan(steps=(50.0, 100.0), interval_s=3600.0, min_requests=5, max_latency_ratio=1e6)
-
-
-class Failing:
-    """A model that answers its (calm) input example and raises on real traffic."""
-
-    classes_ = np.array([0, 1])
-
-    def predict(self, frame: Any) -> Any:
-        if (frame["spend"] > 0.5).any():
-            raise RuntimeError("canary bug")
-        return np.zeros(len(frame), dtype=int)
 
 
 @pytest.fixture
@@ -87,41 +74,9 @@ def passing_gate(ws: loopml.Workspace, version: int) -> None:
     gate(ws, f"models:/m/{version}", PASSING, "models:/m@production")
 
 
-def failing_version(ws: loopml.Workspace) -> int:
-    calm = [{**CHURN_ROW, "spend": 0.0}]
-    good = ws.registry.load("models:/m/1")
-    version = ws.registry.register(
-        Failing(), name="m", signature=good.signature, input_example=calm
-    ).version
-    return int(version)
-
-
-@contextmanager
-def serving(ws: loopml.Workspace, **options: Any) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 following models:/m@production, in a thread."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    settings = {"poll_seconds": 0.1, "health_interval": 0, "log_predictions": False, **options}
-    app = create_app(ws, "models:/m@production", **settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, name="test-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+def serving(ws: loopml.Workspace, **options: Any) -> AbstractContextManager[str]:
+    """A real uvicorn server following models:/m@production, in a thread."""
+    return serve_in_thread(ws, "models:/m@production", **options)
 
 
 @contextmanager
@@ -129,10 +84,9 @@ def traffic(url: str, spend: float | None = None) -> Iterator[list[httpx.Respons
     """Varied single-row requests (the drift guard needs spread) from a thread until the
     block ends; yields the answers so far."""
     answers: list[httpx.Response] = []
-    stop = threading.Event()
     rng = np.random.default_rng(0)
 
-    def send() -> None:
+    def send(stop: threading.Event) -> None:
         with httpx.Client(base_url=url, timeout=10) as client:
             while not stop.is_set():
                 row = {
@@ -142,13 +96,8 @@ def traffic(url: str, spend: float | None = None) -> Iterator[list[httpx.Respons
                 }
                 answers.append(client.post("/models/m/predict", json={"records": [row]}))
 
-    thread = threading.Thread(target=send, name="test-traffic", daemon=True)
-    thread.start()
-    try:
+    with in_background(send, "test-traffic"):
         yield answers
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 def versions_served(url: str, requests: int = 20) -> set[int]:
@@ -185,7 +134,7 @@ def test_a_failing_canary_is_rolled_back_and_the_alias_stays(
     unprotected_ws: loopml.Workspace,
 ) -> None:
     ws = unprotected_ws
-    bad = failing_version(ws)
+    bad = failing_version(ws, "m")
     with serving(ws) as url, traffic(url, spend=1.0):
         made = request_deployment(ws, f"models:/m/{bad}", plan=FAST, check_seconds=0.2)
         ended = wait_for_deployment(ws, made.request_id, timeout=120)

@@ -10,11 +10,10 @@ from __future__ import annotations
 import functools
 import html
 import itertools
-import json
-import math
 from datetime import datetime
 from typing import Any
 
+from loopml._html import DASH, FONT, PLOT_CONFIG, layout, number, percent, script_json, short_labels
 from loopml.data.profile import (
     ColumnProfile,
     Correlations,
@@ -32,19 +31,10 @@ _TYPE_COLORS = {
     "bool": "#23915f",
     "text": "#5f6b7a",
 }
-_DASH = "\u2013"  # shown for values that do not exist
-_MINUS = "\u2212"
-_FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
-_LABEL_CHARACTERS = 28
 _HOVER_CHARACTERS = 200
 _HEATMAP_LABELLED = 15  # heatmaps of at most this many columns print r in each cell
 _HEATMAP_MARGIN = 110  # pixels around a heatmap's cells for labels and its colour bar
-_PLOT_CONFIG = {
-    "displaylogo": False,
-    "responsive": True,
-    "typesetMath": False,
-    "modeBarButtonsToRemove": ["select2d", "lasso2d", "autoScale2d"],
-}
+_MARGIN = {"t": 6}  # the report's charts keep 2 px more above them, for their legends
 
 
 @functools.cache
@@ -52,12 +42,6 @@ def _plotly_js() -> str:
     from plotly.offline import get_plotlyjs
 
     return str(get_plotlyjs()).replace("</script", "<\\/script")
-
-
-def _script_json(value: object) -> str:
-    """JSON that can sit inside a <script> element whatever strings it holds."""
-    text = json.dumps(value, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def render_html(result: DatasetProfile, title: str) -> str:
@@ -90,8 +74,8 @@ def render_html(result: DatasetProfile, title: str) -> str:
         '<link rel="icon" href="data:,">\n'
         f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
         f'<body data-charts="pending">\n<main class="page">\n{body}\n</main>\n'
-        f'<script type="application/json" id="loopml-figures">{_script_json(figures)}</script>\n'
-        f'<script type="application/json" id="loopml-plot-config">{_script_json(_PLOT_CONFIG)}'
+        f'<script type="application/json" id="loopml-figures">{script_json(figures)}</script>\n'
+        f'<script type="application/json" id="loopml-plot-config">{script_json(PLOT_CONFIG)}'
         "</script>\n"
         f"<script>{_plotly_js()}</script>\n"
         f"<script>{_DRAW_JS}</script>\n"
@@ -111,7 +95,7 @@ def _page_header(result: DatasetProfile, title: str) -> str:
     tiles = [
         (f"{result.rows:,}", "rows"),
         (f"{len(result.columns):,}", "columns"),
-        (_percent(missing / cells if cells else 0.0), "missing cells"),
+        (percent(missing / cells if cells else 0.0), "missing cells"),
     ]
     tile_html = "".join(
         f'<div class="tile"><div class="tile-value">{value}</div>'
@@ -135,7 +119,7 @@ def _columns_table(result: DatasetProfile) -> str:
     rows = []
     for index, column in enumerate(result.columns):
         share = column.missing_share
-        distinct = _DASH if column.distinct is None else f"{column.distinct:,}"
+        distinct = DASH if column.distinct is None else f"{column.distinct:,}"
         if "distinct" in column.approximate:
             distinct = f"≈ {distinct}"
         std = _duration(column.std) if column.type == "datetime" else _display(column, column.std)
@@ -145,7 +129,7 @@ def _columns_table(result: DatasetProfile) -> str:
             f'<a href="#column-{index}">{html.escape(column.name)}</a></td>'
             f'<td><span class="badge badge-{column.type}">{column.type}</span></td>'
             f'<td class="num"><span class="meter"><span style="width:{share * 100:.1f}%">'
-            f"</span></span>{_percent(share)}</td>"
+            f"</span></span>{percent(share)}</td>"
             f'<td class="num">{distinct}</td>'
             f'<td class="num">{_display(column, column.mean)}</td>'
             f'<td class="num">{std}</td>'
@@ -163,10 +147,10 @@ def _columns_table(result: DatasetProfile) -> str:
 
 def _column_card(column: ColumnProfile, index: int, *, drawn: bool) -> str:
     facts: list[tuple[str, str]] = []
-    distinct = _DASH if column.distinct is None else f"{column.distinct:,}"
+    distinct = DASH if column.distinct is None else f"{column.distinct:,}"
     facts.append(("distinct", f"≈ {distinct}" if "distinct" in column.approximate else distinct))
     mark = "≈ " if "quantiles" in column.approximate else ""
-    layout = "facts"
+    facts_class = "facts"
     if column.type == "numeric":
         facts += [
             ("mean", _display(column, column.mean)),
@@ -180,19 +164,19 @@ def _column_card(column: ColumnProfile, index: int, *, drawn: bool) -> str:
         if column.infinite:
             facts.append(("infinite", f"{column.infinite:,}"))
     elif column.type == "datetime":
-        layout = "facts wide"
+        facts_class = "facts wide"
         quantiles = {q: mark + _display(column, v) for q, v in column.quantiles.items()}
         facts = [
             ("min", _display(column, column.min)),
             ("max", _display(column, column.max)),
-            ("25%", quantiles.get(0.25, _DASH)),
-            ("75%", quantiles.get(0.75, _DASH)),
-            ("median", quantiles.get(0.5, _DASH)),
+            ("25%", quantiles.get(0.25, DASH)),
+            ("75%", quantiles.get(0.75, DASH)),
+            ("median", quantiles.get(0.5, DASH)),
             ("std", _duration(column.std)),
             *facts,
         ]
     elif column.type == "bool" and isinstance(column.mean, float):
-        facts.append(("true", _percent(column.mean)))
+        facts.append(("true", percent(column.mean)))
     if column.count == 0:
         facts = []
     fact_html = "".join(
@@ -201,7 +185,7 @@ def _column_card(column: ColumnProfile, index: int, *, drawn: bool) -> str:
     )
     summary = (
         f"{html.escape(column.dtype)} · {column.count:,} values · "
-        f"{_percent(column.missing_share)} missing"
+        f"{percent(column.missing_share)} missing"
     )
     chart = (
         f'<div class="chart" id="chart-{index}" role="img" '
@@ -215,7 +199,7 @@ def _column_card(column: ColumnProfile, index: int, *, drawn: bool) -> str:
         f"{html.escape(column.name)}</h3>"
         f'<span class="badge badge-{column.type}">{column.type}</span></header>'
         f'<p class="muted small">{summary}</p>{chart}'
-        f'<dl class="{layout}">{fact_html}</dl>{_top_note(column)}</article>'
+        f'<dl class="{facts_class}">{fact_html}</dl>{_top_note(column)}</article>'
     )
 
 
@@ -240,33 +224,12 @@ def _top_note(column: ColumnProfile) -> str:
     covered = shown / column.count if column.count else 0.0
     return (
         f'<p class="muted small">The {len(column.top)} most frequent of '
-        f"{column.distinct:,} distinct values cover {_percent(covered)} of present values.</p>"
+        f"{column.distinct:,} distinct values cover {percent(covered)} of present values.</p>"
     )
 
 
 def _quantile_name(q: float) -> str:
     return "median" if q == 0.5 else _quantile_label(q)
-
-
-def _percent(share: float) -> str:
-    if 0 < share < 0.001:
-        return "&lt;0.1%"
-    return f"{share * 100:.1f}%"
-
-
-def _number(value: float) -> str:
-    if math.isinf(value):
-        return "∞" if value > 0 else _MINUS + "∞"
-    if math.isnan(value):
-        return _DASH
-    magnitude = abs(value)
-    if value == int(value) and magnitude < 1e15:
-        return f"{int(value):,}"
-    if magnitude >= 1e15 or magnitude < 1e-3:
-        return f"{value:.3e}"
-    if magnitude >= 1000:
-        return f"{value:,.1f}"
-    return f"{value:.4g}"
 
 
 def _moment(value: str) -> str:
@@ -276,19 +239,19 @@ def _moment(value: str) -> str:
 
 def _display(column: ColumnProfile, value: object) -> str:
     if value is None:
-        return _DASH
+        return DASH
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
         return html.escape(_moment(value) if column.type == "datetime" else value)
     if isinstance(value, int | float):
-        return _number(float(value))
+        return number(float(value))
     return html.escape(str(value))
 
 
 def _duration(seconds: float | None) -> str:
     if seconds is None:
-        return _DASH
+        return DASH
     for size, unit in ((86_400.0, "days"), (3_600.0, "h"), (60.0, "min"), (1.0, "s")):
         if seconds >= size:
             return f"{seconds / size:,.3g} {unit}"
@@ -299,33 +262,6 @@ def _wall_milliseconds(value: str) -> float:
     """An ISO-8601 string as the milliseconds Plotly's date axes use (local wall time)."""
     moment = datetime.fromisoformat(value).replace(tzinfo=None)
     return (moment - datetime(1970, 1, 1)).total_seconds() * 1000.0
-
-
-def _layout(height: int, **extra: Any) -> dict[str, Any]:
-    axis = {
-        "gridcolor": "#edf0f4",
-        "zeroline": False,
-        "automargin": True,
-        "linecolor": "#cfd6df",
-        "tickfont": {"size": 10},
-    }
-    layout: dict[str, Any] = {
-        "height": height,
-        "margin": {"l": 8, "r": 12, "t": 6, "b": 8},
-        "paper_bgcolor": "rgba(0,0,0,0)",
-        "plot_bgcolor": "rgba(0,0,0,0)",
-        "font": {"family": _FONT, "size": 11, "color": "#46505c"},
-        "showlegend": False,
-        "hoverlabel": {"font": {"family": _FONT, "size": 12}},
-        "xaxis": dict(axis, showline=True),
-        "yaxis": dict(axis),
-    }
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(layout.get(key), dict):
-            layout[key] = {**layout[key], **value}
-        else:
-            layout[key] = value
-    return layout
 
 
 def _column_figure(column: ColumnProfile, element: str) -> dict[str, Any] | None:
@@ -356,8 +292,8 @@ def _histogram_figure(
         "marker": {"color": color, "opacity": 0.88, "line": {"color": "#ffffff", "width": 1}},
     }
     xaxis: dict[str, Any] = {"type": "date"} if temporal else {}
-    layout = _layout(210, xaxis=xaxis, yaxis={"rangemode": "tozero"})
-    return {"id": element, "data": [trace], "layout": layout}
+    figure_layout = layout(210, margin=_MARGIN, xaxis=xaxis, yaxis={"rangemode": "tozero"})
+    return {"id": element, "data": [trace], "layout": figure_layout}
 
 
 def _bars_figure(column: ColumnProfile, element: str, color: str) -> dict[str, Any]:
@@ -365,7 +301,7 @@ def _bars_figure(column: ColumnProfile, element: str, color: str) -> dict[str, A
         ("true" if value else "false") if isinstance(value, bool) else value
         for value, _ in column.top
     ]
-    labels = _short_labels(values)
+    labels = short_labels(values)
     counts = [count for _, count in column.top]
     shares = [count / column.count if column.count else 0.0 for count in counts]
     hover = [value[:_HOVER_CHARACTERS] for value in values]
@@ -381,21 +317,21 @@ def _bars_figure(column: ColumnProfile, element: str, color: str) -> dict[str, A
         "hovertemplate": "%{customdata[1]}<br>%{x:,} rows (%{customdata[0]:.1%})<extra></extra>",
         "marker": {"color": color, "opacity": 0.88},
     }
-    layout = _layout(
+    figure_layout = layout(
         max(130, 34 + 24 * len(labels)),
         bargap=0.25,
-        margin={"r": 48},
+        margin={**_MARGIN, "r": 48},
         xaxis={"rangemode": "tozero", "showline": False},
         yaxis={"type": "category", "autorange": "reversed", "gridcolor": "rgba(0,0,0,0)"},
     )
-    return {"id": element, "data": [trace], "layout": layout}
+    return {"id": element, "data": [trace], "layout": figure_layout}
 
 
 def _heatmap_figure(correlations: Correlations, element: str) -> dict[str, Any] | None:
     size = len(correlations.columns)
     if size < 2:
         return None
-    names = _short_labels(correlations.columns)
+    names = short_labels(correlations.columns)
     trace: dict[str, Any] = {
         "type": "heatmap",
         "z": correlations.matrix,
@@ -412,25 +348,13 @@ def _heatmap_figure(correlations: Correlations, element: str) -> dict[str, Any] 
     if size <= _HEATMAP_LABELLED:
         trace["texttemplate"] = "%{z:.2f}"
         trace["textfont"] = {"size": 11}
-    layout = _layout(
+    figure_layout = layout(
         _HEATMAP_MARGIN + size * _heatmap_cell(size),
+        margin=_MARGIN,
         xaxis={"type": "category", "showline": False, "gridcolor": "rgba(0,0,0,0)"},
         yaxis={"type": "category", "autorange": "reversed", "gridcolor": "rgba(0,0,0,0)"},
     )
-    return {"id": element, "data": [trace], "layout": layout}
-
-
-def _short_labels(texts: list[str]) -> list[str]:
-    """Axis labels: long texts keep their start and end, and equal labels stay apart."""
-    head = _LABEL_CHARACTERS * 3 // 5
-    tail = _LABEL_CHARACTERS - head - 1
-    labels: list[str] = []
-    for text in texts:
-        label = text if len(text) <= _LABEL_CHARACTERS else f"{text[:head]}…{text[-tail:]}"
-        while label in labels:  # a category axis would merge equal labels into one bar
-            label += "\u200b"
-        labels.append(label)
-    return labels
+    return {"id": element, "data": [trace], "layout": figure_layout}
 
 
 def _heatmap_cell(size: int) -> int:
@@ -534,4 +458,4 @@ td.name a:hover { text-decoration: underline; }
 .empty { color: #7a8591; background: #f8f9fb; border-radius: 8px; padding: 18px;
   text-align: center; font-size: 13px; }
 .footer { margin-top: 32px; color: #8a949f; font-size: 12px; text-align: center; }
-""".replace("FONT", _FONT)
+""".replace("FONT", FONT)

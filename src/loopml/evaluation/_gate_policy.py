@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loopml._yaml import read_yaml
 from loopml.errors import NotFoundError, ValidationError
 from loopml.evaluation._gate_expression import EXAMPLE, Check, Reference, metric_name, parse_check
 from loopml.evaluation._metrics import LOWER_IS_BETTER
@@ -91,22 +92,13 @@ def _is_file(text: str) -> bool:
 
 
 def _parse_yaml(text: str, where: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValidationError(
-            f"{where} is not valid YAML{at}: {problem}. A policy is a mapping with a "
-            "`checks:` list, for example:\nchecks:\n  - roc_auc >= 0.8"
-        ) from None
+    example = "checks:\n  - roc_auc >= 0.8"
+    hint = f"A policy is a mapping with a `checks:` list, for example:\n{example}"
+    loaded = read_yaml(text, where, hint)
     if not isinstance(loaded, dict):
         raise ValidationError(
             f"{where} must be a YAML mapping with a `checks:` list, got "
-            f"{type(loaded).__name__}. For example:\nchecks:\n  - roc_auc >= 0.8"
+            f"{type(loaded).__name__}. For example:\n{example}"
         )
     return loaded
 

@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml._yaml import read_yaml
 from loopml.errors import NotFoundError, ValidationError
 from loopml.monitoring import series as _series
 from loopml.monitoring.notify import (
@@ -433,24 +434,14 @@ def _looks_like_path(text: str) -> bool:
 
 
 def _yaml(text: str, where: str) -> dict[str, Any]:
-    import yaml
-
-    try:
-        loaded = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise ValidationError(
-            f"{where} is not valid YAML{at}: {problem}. Write a mapping with a `rules:` list, "
-            f"e.g.\nrules:\n  - name: feature-drift\n    condition: {_EXAMPLE}"
-        ) from None
+    example = f"e.g.\nrules:\n  - name: feature-drift\n    condition: {_EXAMPLE}"
+    loaded = read_yaml(text, where, f"Write a mapping with a `rules:` list, {example}")
     if isinstance(loaded, list):
         return {"rules": loaded}
     if not isinstance(loaded, dict):
         raise ValidationError(
             f"{where} must be a YAML mapping with a `rules:` list, got {type(loaded).__name__}; "
-            f"e.g.\nrules:\n  - name: feature-drift\n    condition: {_EXAMPLE}"
+            f"{example}"
         )
     return loaded
 

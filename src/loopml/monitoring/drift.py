@@ -52,6 +52,7 @@ views of one result and change together.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import html
 import math
 import os
@@ -198,6 +199,9 @@ class DriftReport:
         ``multivariate``), plus ``share`` (the drifted share of features; its ``detail``
         lists them). Tests whose statistic is NaN (nothing to compare) are left out.
         """
+        drift_point = functools.partial(
+            Point, model=model, version=version, start=start, end=end, kind="drift"
+        )
         points: list[Point] = []
         for test in self.tests:
             if math.isnan(test.statistic):
@@ -217,12 +221,7 @@ class DriftReport:
             if test.role == "prediction" and len(self.predictions) == 1:
                 detail["column"] = test.feature
             points.append(
-                Point(
-                    model=model,
-                    version=version,
-                    start=start,
-                    end=end,
-                    kind="drift",
+                drift_point(
                     name=name,
                     value=float(test.statistic),
                     test=test.test,
@@ -232,18 +231,8 @@ class DriftReport:
                     detail=detail,
                 )
             )
-        points.append(
-            Point(
-                model=model,
-                version=version,
-                start=start,
-                end=end,
-                kind="drift",
-                name="share",
-                value=self.share,
-                detail={"drifted": self.drifted_features, "features": len(self.features)},
-            )
-        )
+        drifted = {"drifted": self.drifted_features, "features": len(self.features)}
+        points.append(drift_point(name="share", value=self.share, detail=drifted))
         return points
 
     def figure(self, column: str) -> dict[str, Any]:

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["COLUMNS", "KINDS", "Point", "points", "record", "series"]
 
+# Point's fields, in the order of series()'s columns.
 COLUMNS = ["model", "version", "start", "end", "kind", "name", "test", "value", "p_value",
            "threshold", "flagged", "detail"]  # fmt: skip
 
@@ -151,26 +152,7 @@ def series(ws: Workspace, model: str, key: str | None = None, **filters: Any) ->
     import pandas as pd
 
     found = points(ws, model, key, **filters)
-    frame = pd.DataFrame(
-        [
-            (
-                p.model,
-                p.version,
-                p.start,
-                p.end,
-                p.kind,
-                p.name,
-                p.test,
-                p.value,
-                p.p_value,
-                p.threshold,
-                p.flagged,
-                p.detail,
-            )
-            for p in found
-        ],
-        columns=COLUMNS,
-    )
+    frame = pd.DataFrame([vars(point) for point in found], columns=COLUMNS)
     for column in ("start", "end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame

@@ -8,13 +8,13 @@ to the store.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
-from loopml.errors import ConfigError, ValidationError
+from loopml._ray import connect_ray, release_ray
+from loopml.errors import ValidationError
 from loopml.pipelines._worker import Outcome, StepTask, dumps, execute, execute_pickled, now_ms
 
 if TYPE_CHECKING:
@@ -124,30 +124,13 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "executor='ray' needs Ray; run: pip install 'loopml[ray]' (or use "
-                "executor='local' or 'process')."
-            ) from None
-        self._ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            address = address or os.environ.get("LOOPML_RAY_ADDRESS") or None
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-            self._started = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        self.capacity = max(1, workers or cpus)
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(execute_pickled)
+        self._ray, self._started, self.capacity = connect_ray(
+            workers,
+            address,
+            missing="executor='ray' needs Ray; run: pip install 'loopml[ray]' (or use "
+            "executor='local' or 'process').",
+        )
+        self._remote = self._ray.remote(num_cpus=1, max_retries=0)(execute_pickled)
         self._pending: dict[Any, str] = {}
 
     def submit(self, task: StepTask) -> None:
@@ -174,12 +157,8 @@ class RayExecutor:
             )
 
     def close(self) -> None:
-        for ref in list(self._pending):
-            with contextlib.suppress(Exception):  # it may have ended meanwhile
-                self._ray.cancel(ref, force=True)
+        release_ray(self._ray, self._pending, self._started)
         self._pending.clear()
-        if self._started:
-            self._ray.shutdown()
 
 
 def make_executor(name: str, ws: Workspace, workers: int | None = None) -> Executor:

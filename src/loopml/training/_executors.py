@@ -11,13 +11,11 @@ access to the metadata database or the artifact store.
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections import deque
 from typing import Any, Protocol
 
-from loopml.errors import ConfigError
+from loopml._ray import connect_ray, release_ray
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "run_step"]
 
@@ -96,30 +94,13 @@ class RayExecutor:
     """
 
     def __init__(self, workers: int | None = None, address: str | None = None) -> None:
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        try:
-            import ray
-        except ImportError:
-            raise ConfigError(
-                "executor='ray' needs Ray; run: pip install 'loopml[ray]' (or use "
-                "executor='local')."
-            ) from None
-        self._ray = ray
-        self._started = False
-        if not ray.is_initialized():
-            address = address or os.environ.get("LOOPML_RAY_ADDRESS") or None
-            if address:
-                ray.init(address=address, log_to_driver=False)
-            else:
-                ray.init(
-                    num_cpus=workers or os.cpu_count() or 1,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                )
-            self._started = True
-        cpus = int(ray.cluster_resources().get("CPU", 1))  # type: ignore[no-untyped-call]
-        self.capacity = max(1, workers or cpus)
-        self._remote = ray.remote(num_cpus=1, max_retries=0)(run_step)
+        self._ray, self._started, self.capacity = connect_ray(
+            workers,
+            address,
+            missing="executor='ray' needs Ray; run: pip install 'loopml[ray]' (or use "
+            "executor='local').",
+        )
+        self._remote = self._ray.remote(num_cpus=1, max_retries=0)(run_step)
         self._pending: dict[Any, Any] = {}
 
     def put(self, value: Any) -> Any:
@@ -137,9 +118,5 @@ class RayExecutor:
             return key, error
 
     def close(self) -> None:
-        for ref in list(self._pending):
-            with contextlib.suppress(Exception):  # it may have ended meanwhile
-                self._ray.cancel(ref, force=True)
+        release_ray(self._ray, self._pending, self._started)
         self._pending.clear()
-        if self._started:
-            self._ray.shutdown()
