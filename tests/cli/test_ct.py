@@ -10,17 +10,19 @@ from click.testing import Result
 from typer.testing import CliRunner
 
 import loopml
-from loopml.cli import ct, pipeline
+from loopml.cli import ct, models, pipeline
 from tests.cli import CLI_ENV, assert_clean_failure
 
 # The commands on their own root, so these tests do not depend on the wiring.
 ROOT = typer.Typer()
 ROOT.add_typer(ct.app, name="ct")
 ROOT.add_typer(pipeline.app, name="pipeline")
+ROOT.add_typer(models.app, name="models")
 
 
-def invoke(*args: str) -> Result:
-    return CliRunner().invoke(ROOT, list(args), env=CLI_ENV, catch_exceptions=True)
+def invoke(*args: str, user: str = "ada") -> Result:
+    env = {**CLI_ENV, "LOOPML_USER": user}
+    return CliRunner().invoke(ROOT, list(args), env=env, catch_exceptions=True)
 
 
 def ingest_demo_data(home: Path) -> None:
@@ -52,19 +54,36 @@ def test_init_writes_a_starter_project_that_runs(tmp_path: Path) -> None:
     assert shown.exit_code == 0 and "reason: first model" in shown.output
 
 
-def test_a_stopped_run_exits_1_and_says_what_next(tmp_path: Path) -> None:
+def test_a_run_awaiting_approval_exits_0_waiting_and_says_what_next(tmp_path: Path) -> None:
     home = tmp_path / "home"
     ingest_demo_data(home)
     invoke("ct", "init", "--project", "ct.yaml")
     text = Path("ct.yaml").read_text().replace("approvals: 0", "approvals: 2")
     Path("ct.yaml").write_text(text)
 
-    stopped = invoke("ct", "run", "-f", "ct.yaml", "--home", str(home), "--json")
-    assert stopped.exit_code == 1
-    found = json.loads(stopped.output)
-    assert found["status"] == "FAILED" and "awaiting approval" in found["error"]
+    waiting = invoke("ct", "run", "-f", "ct.yaml", "--home", str(home), "--json")
+    assert waiting.exit_code == 0, waiting.output  # waiting for a person is no error
+    found = json.loads(waiting.output)
+    assert found["status"] == "WAITING" and "awaiting approval" in found["error"]
     assert "loopml models approve breast-cancer-classifier 1 --alias production" in found["error"]
     assert f"loopml pipeline resume {found['run_id'][:8]}" in found["error"]
+    assert {s["step"]: s["status"] for s in found["steps"]}["approval"] == "WAITING"
+
+    approve = ("models", "approve", "breast-cancer-classifier", "1", "--home", str(home))
+    first = invoke(*approve)
+    assert first.exit_code == 0 and "pipeline resume" not in first.output  # 1 of 2
+    again = invoke("pipeline", "resume", found["run_id"][:8], "--home", str(home))
+    assert again.exit_code == 0, again.output
+    assert "WAITING" in again.output and "waiting: awaiting approval" in again.output
+    assert "it has 1 (ada)" in again.output
+    with loopml.Workspace.open(home) as ws:
+        newest = loopml.pipelines.list_runs(ws)[0].run_id[:8]
+
+    second = invoke(*approve, user="grace")  # enough now: it names the run to resume
+    assert f"CT run {newest} waits for this approval" in second.output, second.output
+    assert f"`loopml pipeline resume {newest}`" in second.output
+    done = invoke("pipeline", "resume", newest, "--home", str(home), "--json")
+    assert done.exit_code == 0 and json.loads(done.output)["status"] == "SUCCEEDED"
 
 
 def test_a_malformed_project_is_refused_with_its_line_and_field(tmp_path: Path) -> None:

@@ -68,6 +68,30 @@ def test_a_failed_run_exits_1_and_resume_finishes_it(tmp_path: Path) -> None:
     assert "SUCCEEDED" in resumed.output
 
 
+def test_a_waiting_run_exits_0_shows_waiting_and_resume_continues_it(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    approval = tmp_path / "approved"
+    params = ["-p", f"approval={approval}", "-p", f"marker={tmp_path / 'm'}"]
+    waiting = invoke(home, "run", "tests.pipelines.test_waiting:publishing", *params)
+
+    assert waiting.exit_code == 0, waiting.output  # waiting is not an error
+    assert "WAITING" in waiting.output and "FAILED" not in waiting.output
+    assert f"waiting: waiting for a sign-off: create {approval}" in waiting.output
+    with loopml.Workspace.open(home) as ws:
+        [stored] = loopml.pipelines.list_runs(ws)
+    assert f"`loopml pipeline resume {stored.run_id[:8]}` continues it" in waiting.output
+
+    listed = invoke(home, "list", "--status", "waiting", "--json")
+    shown = invoke(home, "show", stored.run_id[:8])
+    assert [r["status"] for r in json.loads(listed.output)] == ["WAITING"]
+    assert "sign_off  WAITING" in shown.output and "waiting: waiting for a sign-off" in shown.output
+
+    approval.write_text("ada")
+    resumed = invoke(home, "resume", stored.run_id[:8], "--json")
+    assert resumed.exit_code == 0, resumed.output
+    assert json.loads(resumed.output)["status"] == "SUCCEEDED"
+
+
 def test_show_draws_the_dag_as_tree_mermaid_and_html(tmp_path: Path) -> None:
     home = tmp_path / "home"
     invoke(home, "run", "tests.pipelines.steps:stats", "-p", "n=5")

@@ -5,11 +5,10 @@ runs say why and raise an alert; alert rules and dataset triggers start it."""
 from __future__ import annotations
 
 import datetime as dt
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-import uvicorn
 import yaml
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import LogisticRegression
@@ -33,6 +31,7 @@ from loopml.pipelines import (
     run_ct,
 )
 from loopml.pipelines.dag import load_pipeline
+from tests.servers import in_background, serve_in_thread
 
 MODEL = "cancer"
 PROJECT: dict[str, Any] = {
@@ -190,8 +189,9 @@ def test_a_run_awaits_approval_and_resume_promotes_once_approved(
     project(tmp_path, deploy={"approvals": 1})
     waiting = run_ct(ws)
 
-    assert waiting.status == "FAILED" and statuses(waiting)["approval"] == "FAILED"
-    assert statuses(waiting)["promote"] == "SKIPPED" and holder(ws) is None
+    assert waiting.status == "WAITING" and statuses(waiting)["approval"] == "WAITING"
+    assert statuses(waiting)["promote"] == "PENDING" and holder(ws) is None
+    assert waiting.step("approval").attempts == 1 and waiting.step("approval").traceback is None
     assert waiting.error is not None and "awaiting approval" in waiting.error
     assert f"`loopml models approve {MODEL} 1 --alias production`" in waiting.error
     assert f"`loopml pipeline resume {waiting.run_id[:8]}`" in waiting.error
@@ -199,7 +199,7 @@ def test_a_run_awaits_approval_and_resume_promotes_once_approved(
     assert alert.severity == "info"
 
     still = resume(ws, waiting.run_id)  # nobody approved yet
-    assert still.status == "FAILED" and "awaiting approval" in (still.error or "")
+    assert still.status == "WAITING" and "awaiting approval" in (still.error or "")
 
     ws.registry.approve(MODEL, 1, "production", comment="looks right")
     done = resume(ws, still.run_id)
@@ -343,39 +343,9 @@ CANARY = {
 }
 
 
-@contextmanager
-def serving(ws: loopml.Workspace) -> Iterator[str]:
-    """A real uvicorn server on 127.0.0.1 following models:/cancer@production."""
-    from loopml.serving import create_app
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    app = create_app(
-        ws,
-        f"models:/{MODEL}@production",
-        poll_seconds=0.1,
-        health_interval=0,
-        log_predictions=False,
-    )
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
-    thread = threading.Thread(target=server.run, name="test-ct-server", daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/health/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.05)
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
+def serving(ws: loopml.Workspace) -> AbstractContextManager[str]:
+    """A real uvicorn server following models:/cancer@production, in a thread."""
+    return serve_in_thread(ws, f"models:/{MODEL}@production")
 
 
 @contextmanager
@@ -384,9 +354,8 @@ def traffic(url: str, broken: bool = False) -> Iterator[list[int]]:
     thread until the block ends; yields the versions that answered."""
     rows = cancer().drop(columns="target").to_dict(orient="records")
     answered: list[int] = []
-    stop = threading.Event()
 
-    def send() -> None:
+    def send(stop: threading.Event) -> None:
         with httpx.Client(base_url=url, timeout=10) as client:
             for index in range(10**6):
                 if stop.is_set():
@@ -398,13 +367,8 @@ def traffic(url: str, broken: bool = False) -> Iterator[list[int]]:
                 if answer.status_code == 200:
                     answered.append(int(answer.json()["version"]))
 
-    thread = threading.Thread(target=send, name="test-ct-traffic", daemon=True)
-    thread.start()
-    try:
+    with in_background(send, "test-ct-traffic"):
         yield answered
-    finally:
-        stop.set()
-        thread.join(timeout=30)
 
 
 @pytest.mark.slow

@@ -43,7 +43,8 @@ def run(
     home: HomeOption = None,
 ) -> None:
     """Run the continuous-training pipeline once, each step live; exit 1 when it stops
-    (a failed gate, a rolled-back canary, awaiting approval: the message says what next)."""
+    (a failed gate, a rolled-back canary), 0 when it succeeds or waits for an approval
+    (WAITING); the message says what next."""
     from loopml.pipelines.ct import ContinuousTraining, run_ct
 
     try:

@@ -201,16 +201,26 @@ def approve(
     comment: Annotated[str | None, typer.Option("--comment", "-m", help="A note.")] = None,
     home: HomeOption = None,
 ) -> None:
-    """Approve a version for an alias as the current user ($LOOPML_USER or the login)."""
+    """Approve a version for an alias as the current user ($LOOPML_USER or the login);
+    say which waiting continuous-training run to resume once it has enough approvals."""
+    from loopml.pipelines.ct import awaiting_approval
+
     with open_workspace(home) as ws:
         added = ws.registry.approve(name, version, alias, comment)
         approvers = ws.registry.approvals(name, version, alias)
         needed = ws.settings.required_approvals
+        waiting = awaiting_approval(ws, name, version, alias)
     state = "Approved" if added else "Already approved"
     console().print(
         f"{state}: {escape(name)} version {version} for @{escape(alias)} "
         f"({len(approvers)} of {needed} needed: {escape(', '.join(approvers))})."
     )
+    for run, wanted in waiting:
+        if len(approvers) >= wanted:
+            console().print(
+                f"CT run [cyan]{run.run_id[:8]}[/] waits for this approval: continue it with "
+                f"`loopml pipeline resume {run.run_id[:8]}`."
+            )
 
 
 @app.command("delete")

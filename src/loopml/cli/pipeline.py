@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -25,6 +27,7 @@ from loopml.errors import ValidationError
 
 if TYPE_CHECKING:
     from loopml.pipelines import PipelineRun
+    from loopml.pipelines._driver import OnUpdate
 
 __all__ = ["app"]
 
@@ -57,6 +60,7 @@ _STYLES = {
     "CACHED": "blue",
     "FAILED": "bold red",
     "SKIPPED": "yellow",
+    "WAITING": "bold yellow",
 }
 
 
@@ -123,6 +127,18 @@ class _LiveSteps:
         self.live.update(self._table(), refresh=True)
 
 
+@contextmanager
+def _live_steps(out: Console, names: list[str], as_json: bool) -> Iterator[OnUpdate | None]:
+    """The steps' states drawn live while the block runs (nothing for ``--json``); yields
+    the ``on_update`` callback for the run."""
+    if as_json:
+        yield None
+        return
+    view = _LiveSteps(out, names)
+    with view.live:
+        yield view.update
+
+
 def _report(run: PipelineRun, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_run_dict(run), default=str))
@@ -140,7 +156,12 @@ def _report(run: PipelineRun, as_json: bool) -> None:
                 f"See `loopml pipeline show {run.run_id[:8]} --logs`; "
                 f"`loopml pipeline resume {run.run_id[:8]}` re-runs what failed."
             )
-    if run.status != "SUCCEEDED":
+        elif run.status == "WAITING":
+            out.print(f"[bold yellow]waiting:[/] {escape(run.error or '')}")
+            command = f"loopml pipeline resume {run.run_id[:8]}"
+            if command not in (run.error or ""):  # the step's message may name it already
+                out.print(f"`{command}` continues it once that is done.")
+    if run.status not in ("SUCCEEDED", "WAITING"):  # waiting is no error: exit 0
         raise typer.Exit(1)
 
 
@@ -174,7 +195,7 @@ def run(
         params = _params(param or [], params_file)
         pipeline = load_pipeline(target)
         names = [n.name for n in pipeline.graph(params).nodes]
-        if as_json:
+        with _live_steps(out, names, as_json) as on_update:
             result = run_pipeline(
                 ws,
                 pipeline,
@@ -184,21 +205,8 @@ def run(
                 reason=reason,
                 trigger="manual",
                 workers=workers,
+                on_update=on_update,
             )
-        else:
-            view = _LiveSteps(out, names)
-            with view.live:
-                result = run_pipeline(
-                    ws,
-                    pipeline,
-                    params,
-                    executor=executor,
-                    cache=not no_cache,
-                    reason=reason,
-                    trigger="manual",
-                    workers=workers,
-                    on_update=view.update,
-                )
     _report(result, as_json)
 
 
@@ -212,7 +220,8 @@ def resume(
     as_json: AsJson = False,
     home: HomeOption = None,
 ) -> None:
-    """Re-run a failed run: its failed steps and what depends on them; reuse the rest."""
+    """Continue a failed or waiting run: re-run what failed or waited and what depends on
+    it; reuse the rest."""
     from loopml.pipelines import get_run
     from loopml.pipelines import resume as resume_run
 
@@ -220,14 +229,11 @@ def resume(
     out = Console(file=sys.stdout, highlight=False, soft_wrap=False)
     with open_workspace(home) as ws:
         old = get_run(ws, run_id)
-        if as_json:
-            result = resume_run(ws, old.run_id, executor=executor, cache=not no_cache)
-        else:
-            view = _LiveSteps(out, [s["name"] for s in old.graph.get("steps", [])])
-            with view.live:
-                result = resume_run(
-                    ws, old.run_id, executor=executor, cache=not no_cache, on_update=view.update
-                )
+        names = [step["name"] for step in old.graph.get("steps", [])]
+        with _live_steps(out, names, as_json) as on_update:
+            result = resume_run(
+                ws, old.run_id, executor=executor, cache=not no_cache, on_update=on_update
+            )
     _report(result, as_json)
 
 
@@ -333,7 +339,8 @@ def show(
         if found.params:
             printer.print("params: " + escape(json.dumps(found.params, default=str)))
         if found.error:
-            printer.print(f"[bold red]error:[/] {escape(found.error)}")
+            label = "[bold yellow]waiting:" if found.status == "WAITING" else "[bold red]error:"
+            printer.print(f"{label}[/] {escape(found.error)}")
         for step in found.steps:
             if step.tracking_runs:
                 printer.print(

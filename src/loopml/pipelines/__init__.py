@@ -30,7 +30,7 @@ from loopml.pipelines.ct import (
 )
 from loopml.pipelines.dag import Node, Pipeline, pipeline
 from loopml.pipelines.project import ProjectConfig, ProjectError, load_project
-from loopml.pipelines.records import PipelineFailedError, PipelineRun, StepRun
+from loopml.pipelines.records import PipelineFailedError, PipelineRun, StepRun, StepWaiting
 from loopml.pipelines.runner import (
     get_run,
     list_runs,
@@ -69,6 +69,7 @@ __all__ = [
     "Scheduler",
     "Step",
     "StepRun",
+    "StepWaiting",
     "Trigger",
     "add_schedule",
     "add_trigger",

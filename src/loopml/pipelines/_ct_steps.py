@@ -3,7 +3,7 @@
 Internal: :mod:`loopml.pipelines.ct` assembles them (its docstring tells the story). Each
 takes what it needs of the project as literal params (part of its cache key) and returns
 a small JSON value, as the built-in steps do. A step that stops the run (a failed gate,
-a missing approval, a canary that did not promote) raises an alert first.
+a canary that did not promote) or makes it wait (a missing approval) raises an alert first.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError
 from loopml.pipelines.builtin import GateFailedError
+from loopml.pipelines.records import StepWaiting
 from loopml.pipelines.step import Step
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ CT_RULES = {
 """The rules of the alerts a stopped CT run raises, by the step that stopped it."""
 
 
-class ApprovalPendingError(LoopmlError, RuntimeError):
+class ApprovalPendingError(StepWaiting, RuntimeError):
     """The candidate has fewer approvals than ``deploy.approvals``: the run waits."""
 
     headline = "awaiting approval"
@@ -253,7 +254,7 @@ def _approval(
     ws: Workspace, model: dict[str, Any], alias: str, approvals: int, notify: list[Any]
 ) -> dict[str, Any]:
     """Passes once the version has ``approvals`` approvals for ``alias``; until then the
-    run stops, awaiting approval, and says how to approve and resume."""
+    run ends WAITING, awaiting approval, and says how to approve and resume."""
     name, number = model["name"], model["version"]
     have = ws.registry.approvals(name, number, alias)
     if len(have) >= approvals:

@@ -4,6 +4,10 @@ Not public: :mod:`loopml.pipelines.runner` (``run_pipeline``, ``resume``) is the
 interface. The driver process owns a run: it decides which steps run (a cache hit, an
 output reused by ``resume``, or an execution on the executor), writes every state
 change to the store, and beats a heartbeat while it lives.
+
+A step that raises :class:`~loopml.pipelines.records.StepWaiting` ends WAITING; the steps
+that depend on it stay PENDING while the others run on, and the run ends WAITING (FAILED
+if a step failed) with the step's message as its error.
 """
 
 from __future__ import annotations
@@ -133,19 +137,28 @@ class Driver:
                 executor.close()
             if error is not None:
                 self.repository.finish_run(self.run_id, "FAILED", error)
-        failed = [n for n, s in self.status.items() if s == "FAILED"]
-        status = "FAILED" if failed else "SUCCEEDED"
-        message = None
-        if failed:
-            message = "; ".join(f"step {n!r} failed: {self.errors.get(n, '?')}" for n in failed)
+        status, message = self._verdict()
         self.repository.finish_run(self.run_id, status, message)
         result = self._result() if status == "SUCCEEDED" else None
         record = self.repository.get_run(self.run_id)
         assert record is not None
         return PipelineRun.from_record(record, result)
 
+    def _verdict(self) -> tuple[str, str | None]:
+        """The run's status and error once no step can run any more."""
+        failed = [n for n, s in self.status.items() if s == "FAILED"]
+        held = [n for n, s in self.status.items() if s == "WAITING"]
+        if failed:
+            reasons = [f"step {n!r} failed: {self.errors.get(n, '?')}" for n in failed]
+            reasons += [f"step {n!r} is waiting: {self.errors.get(n, '?')}" for n in held]
+            return "FAILED", "; ".join(reasons)
+        if held:  # the steps' own words: they say what the run waits for
+            return "WAITING", "; ".join(self.errors.get(n, "?") for n in held)
+        return "SUCCEEDED", None
+
     def _loop(self, executor: Executor) -> None:
         waiting = list(self.graph.nodes)
+        held: set[str] = set()  # behind a WAITING step: PENDING until the run is resumed
         running: set[str] = set()
         while waiting or running:
             for node in list(waiting):
@@ -154,6 +167,14 @@ class Driver:
                     waiting.remove(node)
                     bad = [p for p in node.upstream if self.status[p] in ("FAILED", "SKIPPED")]
                     self._set(node.name, "SKIPPED", {"error": f"upstream {bad[0]!r} did not run"})
+                    continue
+                if any(self.status[p] == "WAITING" or p in held for p in node.upstream):
+                    # Decided once no other parent may still fail (which would skip it).
+                    if all(self.status[p] != "RUNNING" for p in node.upstream) and not any(
+                        p not in held and self.status[p] == "PENDING" for p in node.upstream
+                    ):
+                        waiting.remove(node)
+                        held.add(node.name)
                     continue
                 if not all(s in DONE for s in states) or len(running) >= executor.capacity:
                     continue
@@ -284,6 +305,9 @@ class Driver:
                 self._set(node.name, "SUCCEEDED", {**detail, "outputs": descriptor})
                 return
         self.errors[node.name] = outcome.error or "unknown error"
+        if outcome.waiting:
+            self._set(node.name, "WAITING", {**detail, "error": outcome.error})
+            return
         self._set(
             node.name,
             "FAILED",

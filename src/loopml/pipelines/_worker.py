@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import ConfigError
+from loopml.pipelines.records import StepWaiting
 
 if TYPE_CHECKING:
     from loopml.config import Settings
@@ -61,6 +62,7 @@ class Outcome:
     traceback: str | None = None
     logs: str = ""
     attempts: int = 0
+    waiting: bool = False  # the step raised StepWaiting: ``error`` says for what
     tracking_runs: list[str] = field(default_factory=list)
     started_at: int = 0
     ended_at: int = 0
@@ -95,6 +97,9 @@ def execute(task: StepTask, ws: Workspace | None = None) -> Outcome:
                     outcome.value = _call(step, arguments, step.timeout)
                     outcome.ok = True
                     outcome.error = outcome.traceback = None
+                    break
+                except StepWaiting as waiting:  # a retry cannot bring what it waits for
+                    outcome.waiting, outcome.error = True, str(waiting)
                     break
                 except Exception as error:
                     outcome.error = f"{type(error).__name__}: {error}"

@@ -14,13 +14,15 @@ makes it the next version with the champion as its parent; ``approval`` waits fo
 ``deploy.approvals`` approvals; ``canary`` has the server following
 ``models:/<model>@<alias>`` release it step by step; ``promote`` moves the alias.
 
-A failed gate, a canary that did not promote and a missing approval stop the run with
-the reason as the run's error and raise an alert (``loopml monitor alerts``; rules
-``ct-gate-failed``, ``ct-canary-failed``, ``ct-awaiting-approval``) told to
-``alerts.notify``; a promotion resolves them. ``loopml pipeline resume <run>`` continues
-a stopped run: what succeeded is reused, so after ``loopml models approve`` it goes on
-from the approval. Training and evaluation are cached on the data version's content, so
-a run on unchanged data reuses the model it trained before.
+A failed gate and a canary that did not promote stop the run (FAILED); a missing
+approval makes it wait (WAITING: the step raises :class:`~loopml.pipelines.StepWaiting`).
+Either way the reason is the run's error and an alert is raised (``loopml monitor
+alerts``; rules ``ct-gate-failed``, ``ct-canary-failed``, ``ct-awaiting-approval``) told
+to ``alerts.notify``; a promotion resolves them. ``loopml pipeline resume <run>``
+continues a stopped or waiting run: what succeeded is reused, so after ``loopml models
+approve`` (which names the waiting run) it goes on from the approval. Training and
+evaluation are cached on the data version's content, so a run on unchanged data reuses
+the model it trained before.
 
 It is an ordinary pipeline run (tracked, shown by ``loopml pipeline show``), started by
 :func:`run_ct`, ``loopml ct run``, or any pipeline target: ``ct`` (``./loopml.yaml``
@@ -63,6 +65,7 @@ __all__ = [
     "ApprovalPendingError",
     "CanaryFailedError",
     "ContinuousTraining",
+    "awaiting_approval",
     "ct_nodes",
     "ct_project",
     "run_ct",
@@ -236,6 +239,34 @@ def ct_project(target: str) -> str | None:
     return None
 
 
+def awaiting_approval(
+    ws: Workspace, name: str, version: int, alias: str
+) -> list[tuple[PipelineRun, int]]:
+    """The WAITING CT runs whose approval step waits for ``version`` of ``name`` on
+    ``alias`` and that no run resumed since, newest first, each with the number of
+    approvals it needs (``loopml models approve`` says which run to resume)."""
+    from loopml.pipelines.runner import list_runs
+
+    runs = list_runs(ws, "ct", limit=200)
+    resumed = {run.resumed_from for run in runs}
+    found = []
+    for run in runs:
+        if run.status != "WAITING" or run.run_id in resumed:
+            continue
+        steps = {s.step: s for s in run.steps}
+        approval, register = steps.get("approval"), steps.get("register")
+        if approval is None or approval.status != "WAITING" or register is None:
+            continue
+        model = (register.outputs or {}).get("value") or {}
+        if (model.get("name"), model.get("version"), approval.params.get("alias")) == (
+            name,
+            version,
+            alias,
+        ):
+            found.append((run, int(approval.params["approvals"])))
+    return found
+
+
 def run_ct(
     ws: Workspace,
     project: ProjectConfig | str | Path = PROJECT_FILE,
@@ -248,7 +279,8 @@ def run_ct(
     on_update: OnUpdate | None = None,
 ) -> PipelineRun:
     """Runs the CT pipeline of ``project`` once and returns its run (a stopped run is
-    returned FAILED, with the reason as its error; ``run.result`` is the promotion).
+    returned FAILED, one awaiting approval WAITING, with the reason as its error;
+    ``run.result`` is the promotion).
 
     Args:
         ws: The workspace.

@@ -1,4 +1,9 @@
-"""What a pipeline run leaves behind: :class:`PipelineRun` and its :class:`StepRun` s."""
+"""What a pipeline run leaves behind: :class:`PipelineRun` and its :class:`StepRun` s.
+
+A run ends SUCCEEDED, FAILED, or WAITING: a step raised :class:`StepWaiting` because it
+cannot go on until something outside the pipeline happens (a person approves a model).
+``resume`` continues a WAITING run as it continues a FAILED one.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 from loopml.errors import LoopmlError
 from loopml.store.repositories.pipelines import PipelineRunRecord, StepRunRecord
 
-__all__ = ["PipelineFailedError", "PipelineRun", "StepRun"]
+__all__ = ["PipelineFailedError", "PipelineRun", "StepRun", "StepWaiting"]
 
 StepRun = StepRunRecord
 """One step of a pipeline run: status, cache key, attempts, inputs, outputs, logs."""
@@ -16,6 +21,25 @@ StepRun = StepRunRecord
 
 class PipelineFailedError(LoopmlError, RuntimeError):
     """A pipeline run failed; ``loopml pipeline show <id>`` has each step's traceback."""
+
+
+class StepWaiting(LoopmlError):
+    """Raised by a step that cannot go on yet (it waits for an approval, say): the step and
+    the run end WAITING, not FAILED, without retries; steps that do not depend on it still
+    run. The message is the run's ``error``: say what the run waits for and how to provide
+    it; ``resume`` (``loopml pipeline resume <run>``) then runs the step again.
+
+    Example:
+        >>> @step
+        ... def sign_off(ws, model: str) -> str:
+        ...     if not ws.registry.approvals("churn", 3, "production"):
+        ...         raise StepWaiting("waiting for an approval of churn 3: run `loopml models "
+        ...                           "approve churn 3 --alias production`, then resume")
+        ...     return model
+    """
+
+    http_status = 409
+    headline = "Waiting"
 
 
 @dataclass
@@ -49,7 +73,17 @@ class PipelineRun(PipelineRunRecord):
         return sum(1 for s in self.steps if s.status == "CACHED")
 
     def raise_for_status(self) -> PipelineRun:
-        """Raises :class:`PipelineFailedError` unless the run succeeded; returns the run."""
+        """Returns the run if it succeeded.
+
+        Raises:
+            StepWaiting: The run waits (``error`` says for what); resume it once that came.
+            PipelineFailedError: The run failed.
+        """
+        if self.status == "WAITING":
+            raise StepWaiting(
+                f"Pipeline {self.pipeline!r} run {self.run_id[:8]} is waiting: {self.error} "
+                f"`loopml pipeline resume {self.run_id[:8]}` continues it."
+            )
         if self.status != "SUCCEEDED":
             raise PipelineFailedError(
                 f"Pipeline {self.pipeline!r} run {self.run_id[:8]} {self.status.lower()}: "

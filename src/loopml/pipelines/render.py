@@ -24,6 +24,7 @@ STATUS_STYLES = {
     "CACHED": "blue",
     "FAILED": "bold red",
     "SKIPPED": "yellow",
+    "WAITING": "bold yellow",
 }
 _FILL = {
     "PENDING": "#eeeeee",
@@ -32,6 +33,7 @@ _FILL = {
     "CACHED": "#dbe4ff",
     "FAILED": "#ffd6d6",
     "SKIPPED": "#fff3c4",
+    "WAITING": "#ffd98a",
 }
 
 
@@ -76,7 +78,7 @@ def to_tree(graph: dict[str, Any], steps: Sequence[StepRun] = (), title: str = "
             text = text.replace(
                 step.status, f"[{STATUS_STYLES.get(step.status, '')}]{step.status}[/]", 1
             )
-            if step.error and step.status in ("FAILED", "SKIPPED"):
+            if step.error and step.status in ("FAILED", "SKIPPED", "WAITING"):
                 text += f"\n[dim]{escape(step.error.splitlines()[0][:160])}[/]"
         return text
 

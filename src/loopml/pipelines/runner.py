@@ -1,7 +1,9 @@
 """Running pipelines: ``run_pipeline``, ``resume`` and reading stored runs.
 
 A run whose heartbeat stops (its process was killed) is marked FAILED by the next
-``list_runs``/``get_run``/``resume``, with "no heartbeat since ..." as its error.
+``list_runs``/``get_run``/``resume``, with "no heartbeat since ..." as its error. A
+WAITING run has ended (its driver is gone on purpose): nothing expires it, ``resume``
+continues it.
 """
 
 from __future__ import annotations
@@ -37,8 +39,8 @@ def run_pipeline(
     workers: int | None = None,
     on_update: OnUpdate | None = None,
 ) -> PipelineRun:
-    """Runs a pipeline and returns its run (FAILED runs are returned, not raised:
-    ``run.raise_for_status()`` raises).
+    """Runs a pipeline and returns its run (FAILED and WAITING runs are returned, not
+    raised: ``run.raise_for_status()`` raises).
 
     Args:
         ws: The workspace that stores the run, its steps and their outputs.
@@ -75,13 +77,14 @@ def resume(
     pipeline: Pipeline | None = None,
     on_update: OnUpdate | None = None,
 ) -> PipelineRun:
-    """Re-runs a failed pipeline run as a new run: the failed steps and what depends on
-    them execute again; every other step reuses the failed run's output.
+    """Continues a failed or waiting pipeline run as a new run: the steps that failed or
+    waited and what depends on them execute again (a waiting step passes once what it
+    waited for came); every other step reuses the old run's output.
 
     Args:
         ws: The workspace.
-        run_id: The failed run (a unique prefix of at least 6 characters will do).
-        executor: Where to execute (the failed run's executor by default).
+        run_id: The failed or waiting run (a unique prefix of at least 6 characters).
+        executor: Where to execute (the old run's executor by default).
         cache: As in :func:`run_pipeline`, for the steps that execute again.
         pipeline: The pipeline object, for a run started from one that cannot be
             loaded again by name (defined inside a function or in ``__main__``).
@@ -186,7 +189,7 @@ def step_output(ws: Workspace, run_id: str, step: str) -> Any:
 
 
 def expire_stale(ws: Workspace) -> list[str]:
-    """Marks FAILED the runs whose driver stopped beating; returns their ids."""
+    """Marks FAILED the RUNNING runs whose driver stopped beating; returns their ids."""
     interval = heartbeat_seconds()
     now = now_ms()
     store = repository(ws)

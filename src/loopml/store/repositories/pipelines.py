@@ -15,7 +15,7 @@ from loopml.store.repositories._util import now_ms, upsert
 
 __all__ = ["PipelineRepository", "PipelineRunRecord", "StepRunRecord"]
 
-_ACTIVE = ("PENDING", "RUNNING")
+_ACTIVE = ("PENDING", "RUNNING")  # a driver owns the run (WAITING has ended: no owner)
 
 
 @dataclass
@@ -26,7 +26,7 @@ class StepRunRecord:
     run_id: str
     step: str
     function: str
-    status: str  # PENDING | RUNNING | SUCCEEDED | CACHED | FAILED | SKIPPED
+    status: str  # PENDING | RUNNING | SUCCEEDED | CACHED | FAILED | SKIPPED | WAITING
     cache_key: str | None
     code_hash: str | None
     cached_from: int | None
@@ -55,7 +55,7 @@ class PipelineRunRecord:
     run_id: str
     pipeline: str
     target: str | None
-    status: str  # RUNNING | SUCCEEDED | FAILED
+    status: str  # RUNNING | SUCCEEDED | FAILED | WAITING
     executor: str
     params: dict[str, Any]
     graph: dict[str, Any]
