@@ -156,3 +156,21 @@ def test_a_failure_beside_a_waiting_step_fails_the_run_and_names_both(
         "step 'broken' failed: RuntimeError: broken on purpose; step 'sign_off' is waiting: "
         f"waiting for a sign-off: create {tmp_path / 'approved'}, then resume the run"
     )
+
+
+def test_a_trigger_whose_run_waits_records_a_waiting_firing(
+    ws: loopml.Workspace, tmp_path: Path
+) -> None:
+    from loopml.pipelines import add_trigger, fire, firings
+
+    approval, marker = tmp_path / "approved", tmp_path / "attempts"
+    params = {"approval": str(approval), "marker": str(marker)}
+    add_trigger(ws, "release", "tests.pipelines.test_waiting:publishing", on="manual",
+                params=params)  # fmt: skip
+
+    fired = fire(ws, "release")
+
+    assert fired.status == "waiting" and fired.run_id is not None
+    assert fired.error is not None and "waiting for a sign-off" in fired.error
+    assert get_run(ws, fired.run_id).status == "WAITING"
+    assert [f.status for f in firings(ws, "release")] == ["waiting"]

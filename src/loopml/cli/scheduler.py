@@ -49,7 +49,8 @@ MaxRuns = Annotated[
 ]
 Per = Annotated[str | None, typer.Option("--per", help="The rate limit's period: 1h, 1d, ...")]
 Replace = Annotated[bool, typer.Option("--replace", help="Change an existing one of this name.")]
-_STATUS = {"succeeded": "green", "failed": "bold red", "running": "cyan", "suppressed": "yellow"}
+_STATUS = {"succeeded": "green", "failed": "bold red", "running": "cyan", "suppressed": "yellow",
+           "waiting": "bold yellow"}  # fmt: skip
 
 
 def scheduler(

@@ -429,6 +429,8 @@ def execute(
             run_id, failure = _run_outcome(result)
             if failure is not None:
                 status, error = "failed", failure
+            elif str(getattr(result, "status", "")).upper() == "WAITING":
+                status, error = "waiting", getattr(result, "error", None)  # e.g. approval
     finished = max(_ms(_now()), _ms(now))
     repository.finish(
         firing.firing_id, owner, status=status, now=finished, run_id=run_id, error=error

@@ -27,7 +27,7 @@ _TRIGGER_FIELDS = (
     "start_at", "source", "rule", "data_param", "position", "max_runs", "period_ms",
 )  # fmt: skip
 # Firings that count against a rate limit: the ones that started a run.
-_COUNTED = ("running", "succeeded", "failed")
+_COUNTED = ("running", "succeeded", "failed", "waiting")
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ class FiringRecord:
     trigger_id: int
     event: str
     occurrence: int | None
-    status: str  # running | succeeded | failed | suppressed
+    status: str  # running | succeeded | failed | waiting | suppressed
     reason: dict[str, Any]
     owner: str | None
     lease_until: int | None
