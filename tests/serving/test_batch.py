@@ -7,11 +7,16 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 import loopml
 from loopml.errors import ConflictError, NotFoundError, ValidationError
 from loopml.serving.batch import score
+from loopml.serving.feedback import prediction_files
+from loopml.serving.predlog import PredictionLog
 
 FEATURES = [f"f{i}" for i in range(5)]
 
@@ -96,6 +101,127 @@ def test_scored_rows_are_logged_as_batch_under_the_jobs_request_id(
     quiet = score(ws, "models:/price/1", input_file, tmp_path / "quiet.parquet", log=False)
     assert quiet.logged_rows == 0
     assert quiet.request_id not in set(ws.predictions("price")["request_id"])
+
+
+def stored(ws: loopml.Workspace, model: str, request_id: str) -> pa.Table:
+    """The prediction log's rows of one request as stored: its Parquet files, as they are."""
+    tables = [
+        pq.read_table(ws.artifacts.object_path(f.sha256)) for f in prediction_files(ws, model)
+    ]
+    rows = [table.filter(pc.field("request_id") == request_id) for table in tables]
+    return pa.concat_tables(table for table in rows if table.num_rows)
+
+
+def test_logged_rows_are_what_logging_the_prepared_frame_stores(
+    ws: loopml.Workspace, tmp_path: Path
+) -> None:
+    # NaN values and nulls in the model's floats, an int and a text column kept: the
+    # rows a job logs from its Arrow input equal those the log stores for the DataFrame
+    # the model received (with the kept columns), as it stored every chunk before.
+    frame = features(1300, seed=6)
+    values = frame["f2"].to_numpy().copy()
+    values[::7] = np.nan
+    nulls = frame["f3"].mask(frame.index % 11 == 0)
+    table = pa.table(
+        {
+            "visits": pa.array(np.arange(1300) % 9),
+            **{name: pa.array(frame[name]) for name in ["customer", "f0", "f1", "f4"]},
+            "f2": pa.array(values, from_pandas=False),  # NaN values, not nulls
+            "f3": pa.array(nulls, from_pandas=True),  # nulls
+        }
+    )
+    source = tmp_path / "input.parquet"
+    pq.write_table(table, source, row_group_size=400)
+    result = score(ws, "models:/rf/1", source, tmp_path / "out.parquet", chunk_rows=500,
+                   keep=["customer", "visits"])  # fmt: skip
+    model = ws.registry.load("models:/rf/1")
+    given = table.to_pandas()
+    prepared = model.prepare(given)
+    for name in ["customer", "visits"]:
+        prepared[name] = given[name].to_numpy()
+    output = pd.read_parquet(result.output)
+    with PredictionLog(ws) as log:
+        log.log(
+            model="rf-by-frame", version=1, request_id="frame", inputs=prepared,
+            predictions=output["prediction"].to_numpy(), classes=model.classes,
+            probabilities=output[["proba_no", "proba_yes"]].to_numpy(), latency_ms=1.0,
+            source="batch",
+        )  # fmt: skip
+    by_job = stored(ws, "rf", result.request_id)
+    by_frame = stored(ws, "rf-by-frame", "frame")
+    logged = [*prepared.columns, "row", "prediction", "proba_no", "proba_yes"]
+    assert by_job.select(logged).equals(by_frame.select(logged))
+    assert by_job.column("f2").null_count == len(values[::7])
+
+
+def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
+    ws: loopml.Workspace, tmp_path: Path
+) -> None:
+    # 200,000 rows in 4 row groups, with a wide text column the model does not read,
+    # scored 5,000 rows at a time: the Arrow memory in use while scoring stays a small
+    # part of the input's (the whole file was read ahead before, over 1.5 times it).
+    frame = features(200_000, seed=8).assign(note=lambda f: f["customer"] + " " * 100)
+    source = tmp_path / "input.parquet"
+    frame.to_parquet(source, row_group_size=50_000)
+    decoded = pa.Table.from_pandas(frame).nbytes
+    before = pa.total_allocated_bytes()  # the frame's text columns live in Arrow memory
+    in_use: list[int] = []
+    result = score(
+        ws, "models:/rf/1", source, tmp_path / "out.parquet", chunk_rows=5000,
+        on_progress=lambda done, total: in_use.append(pa.total_allocated_bytes() - before),
+    )  # fmt: skip
+    assert len(in_use) == 40
+    assert max(in_use) < decoded / 4
+    model = ws.registry.load("models:/rf/1")
+    out = pd.read_parquet(result.output)
+    assert out["prediction"].tolist() == list(model.predict(frame))
+    np.testing.assert_allclose(out[["proba_no", "proba_yes"]], model.predict_proba(frame))
+
+
+def test_chunks_across_row_groups_and_files_keep_the_input_order(
+    ws: loopml.Workspace, tmp_path: Path
+) -> None:
+    # Files of one folder with their columns in another order, or an int column where
+    # the first file has floats: read as the first file's schema, as Arrow's scanner does.
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    parts = [features(rows, seed=20 + i) for i, rows in enumerate([1700, 90, 1234])]
+    parts[2]["f4"] = parts[2]["f4"].round().astype(float)
+    written = [parts[0], parts[1][parts[1].columns[::-1]], parts[2].astype({"f4": int})]
+    for i, part in enumerate(written):
+        part.to_parquet(folder / f"part-{i}.parquet", row_group_size=333)
+    progress: list[int] = []
+    result = score(
+        ws, "models:/rf/1", folder, tmp_path / "out.parquet", chunk_rows=1000, keep=["customer"],
+        on_progress=lambda done, total: progress.append(done),
+    )  # fmt: skip
+    assert progress == [1000, 2000, 3000, 3024]
+    whole = pd.concat(parts, ignore_index=True)
+    out = pd.read_parquet(result.output)
+    assert out["customer"].tolist() == whole["customer"].tolist()
+    assert out["prediction"].tolist() == list(ws.registry.load("models:/rf/1").predict(whole))
+    logged = ws.predictions("rf", source="batch")
+    mine = logged[logged["request_id"] == result.request_id]
+    assert mine["row"].tolist() == list(range(3024))
+    np.testing.assert_array_equal(mine["f4"], whole["f4"])
+
+
+def test_a_forest_with_its_own_n_jobs_scores_the_same(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    train = features(600, seed=1).drop(columns="customer")
+    train["label"] = np.where(train["f0"] - train["f1"] > 0, "up", "down")
+    forest = RandomForestClassifier(n_estimators=12, n_jobs=-1, random_state=0)
+    trained = ws.train(forest, data=train, target="label", features=FEATURES, experiment="jobs")
+    ws.registry.register(trained, name="jobs")
+    result = score(ws, "models:/jobs/1", input_file, tmp_path / "out.parquet", chunk_rows=600)
+    frame = pd.read_parquet(input_file)
+    model = ws.registry.load("models:/jobs/1")
+    out = pd.read_parquet(result.output)
+    assert out["prediction"].tolist() == list(model.predict(frame))
+    np.testing.assert_array_equal(out[["proba_down", "proba_up"]], model.predict_proba(frame))
 
 
 def test_csv_files_and_dataset_references_are_scored_too(

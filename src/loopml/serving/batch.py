@@ -4,9 +4,12 @@
 input (a Parquet file or folder, a CSV file, a dataset reference such as ``churn@3``, or
 a DataFrame) in chunks of ``chunk_rows`` through the model and appends each chunk's
 predictions to the output as it goes, so memory holds a few chunks whatever the input's
-size. The rows are also logged to the prediction log with ``source="batch"``, under one
-request id per job (:attr:`BatchResult.request_id`) and the input's row numbers, which
-is how feedback for them is keyed. ``ray=True`` scores the chunks as Ray tasks.
+size. Chunks are scored one per CPU in threads while this thread reads the next ones (a
+Parquet input only for the columns the model takes) and writes the scored ones. The rows
+are also logged to the prediction log with ``source="batch"``, under one request id per
+job (:attr:`BatchResult.request_id`) and the input's row numbers, which is how feedback
+for them is keyed; their inputs go to the log as the Arrow arrays read, not copied.
+``ray=True`` scores the chunks as Ray tasks.
 
 Reading the input, scoring and writing the output share this module (past 400 lines):
 each part has one caller, :func:`score`, and they meet in its loop.
@@ -15,6 +18,7 @@ each part has one caller, :func:`score`, and they meet in its loop.
 from __future__ import annotations
 
 import functools
+import gc
 import os
 import time
 import uuid
@@ -113,7 +117,7 @@ def score(
         )
     started = time.perf_counter()
     model, name, version = _load(workspace, ref, runtime)
-    chunks, total = _chunks(workspace, input, chunk_rows)
+    chunks, total = _chunks(workspace, input, chunk_rows, _columns_read(model, keep))
     request_id = f"batch-{uuid.uuid4().hex}"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
@@ -135,16 +139,16 @@ def score(
         with _OutputFile(partial) as out:
             scorer = _RayScorer(model) if ray else _LocalScorer(model)
             try:
-                for frame, predictions, probabilities, seconds in scorer.run(chunks, keep):
-                    out.write(_output_table(frame, predictions, probabilities, model, keep))
+                for scored in scorer.run(chunks, keep, log=prediction_log is not None):
+                    out.write(scored.output)
                     if prediction_log is not None:
                         prediction_log.log(
                             model=name, version=version, request_id=request_id,
-                            inputs=frame, predictions=predictions, probabilities=probabilities,
-                            classes=model.classes, latency_ms=seconds * 1000, source="batch",
-                            row_offset=rows,
+                            inputs=scored.inputs, predictions=scored.predictions,
+                            probabilities=scored.probabilities, classes=model.classes,
+                            latency_ms=scored.seconds * 1000, source="batch", row_offset=rows,
                         )  # fmt: skip
-                    rows += len(frame)
+                    rows += scored.output.num_rows
                     if on_progress is not None:
                         on_progress(rows, total)
             finally:
@@ -161,14 +165,26 @@ def score(
 
 def _load(workspace: Workspace, ref: Any, runtime: str) -> tuple[LoadedModel, str, int]:
     """The model, and the name and version its predictions are logged under (a model
-    outside the registry is logged under its reference, version 0)."""
+    outside the registry is logged under its reference, version 0).
+
+    The cyclic garbage collector is off while the model loads: unpickling imports the
+    model's library (scikit-learn and SciPy: a second of imports), whose objects all
+    live as long as the process, and collections of the growing heap cost a tenth of
+    that for nothing (as in :func:`loopml.serving.serve`).
+    """
     from loopml.models import load
 
-    flavor = "onnx" if runtime == "onnx" else None
-    if isinstance(ref, str) and ref.startswith("models:/"):
-        version = workspace.registry.get(ref)
-        return workspace.registry.load(ref, flavor=flavor), version.name, version.version
-    model = load(ref, workspace=workspace)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        flavor = "onnx" if runtime == "onnx" else None
+        if isinstance(ref, str) and ref.startswith("models:/"):
+            version = workspace.registry.get(ref)
+            return workspace.registry.load(ref, flavor=flavor), version.name, version.version
+        model = load(ref, workspace=workspace)
+    finally:
+        if collecting:
+            gc.enable()
     if runtime == "onnx" and model.manifest.flavor != "onnx":
         raise ValidationError(
             f"runtime='onnx' needs an ONNX model, and {ref} is a {model.manifest.flavor} "
@@ -179,30 +195,50 @@ def _load(workspace: Workspace, ref: Any, runtime: str) -> tuple[LoadedModel, st
 
 
 # -- input --------------------------------------------------------------------------
+def _columns_read(model: LoadedModel, keep: Sequence[str]) -> list[str] | None:
+    """The input columns a job needs (the signature's, then ``keep``), or None for all
+    (a model without a signature takes whatever it is given)."""
+    inputs = model.signature.inputs
+    if inputs is None:
+        return None
+    names = [column.name for column in inputs]
+    return names + [name for name in keep if name not in names]
+
+
 def _chunks(
-    workspace: Workspace, source: Any, chunk_rows: int
+    workspace: Workspace, source: Any, chunk_rows: int, columns: Sequence[str] | None = None
 ) -> tuple[Iterator[pa.RecordBatch], int | None]:
     """The input as record batches of ``chunk_rows`` rows (the last one shorter), and
-    the number of rows when known up front."""
+    the number of rows when known up front. A Parquet input is read for ``columns``
+    only (when it has them all); other inputs come whole."""
     import pandas as pd
-    import pyarrow as pa
-    import pyarrow.csv as pv
-    import pyarrow.dataset as ds
 
     if isinstance(source, pd.DataFrame):
+        import pyarrow as pa
+
         table = pa.Table.from_pandas(source, preserve_index=False)
         return iter(table.to_batches(max_chunksize=chunk_rows)), table.num_rows
     path = Path(source)
     if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
         if not path.exists():
             raise NotFoundError(f"No input file or folder {path}.")
-        dataset = ds.dataset(path, format="parquet")
-        return _rechunk(dataset.to_batches(batch_size=chunk_rows), chunk_rows), (
-            dataset.count_rows()
-        )
+        if path.is_dir():
+            import pyarrow.dataset as ds  # a folder's files and schema as Arrow sees them
+
+            dataset = ds.dataset(path, format="parquet")
+            files, schema, rows = dataset.files, dataset.schema, dataset.count_rows()
+        else:
+            import pyarrow.parquet as pq
+
+            with pq.ParquetFile(path) as file:
+                files, schema, rows = [str(path)], file.schema_arrow, file.metadata.num_rows
+        batches = _parquet_batches(files, schema, chunk_rows, columns)
+        return _rechunk(batches, chunk_rows), rows
     if path.name.lower().endswith((".csv", ".csv.gz")):
         if not path.exists():
             raise NotFoundError(f"No input file {path}.")
+        import pyarrow.csv as pv
+
         reader = pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24))
         return _rechunk(iter(reader), chunk_rows), None
     if path.exists():
@@ -219,13 +255,52 @@ def _chunks(
     return _rechunk(workspace.data.batches(version, chunk_rows), chunk_rows), version.rows
 
 
+def _parquet_batches(
+    files: Sequence[str], schema: pa.Schema, rows: int, columns: Sequence[str] | None
+) -> Iterator[pa.RecordBatch]:
+    """The files' rows in order, ``rows`` at a time, each batch with ``columns`` of
+    ``schema`` (all of them if it lacks one, so that scoring names what is missing).
+
+    Streamed a megabyte per column at a time: Arrow's default pre-buffering (and its
+    dataset scanner) holds whole row groups, 160 MB for a million rows of 20 floats,
+    several at once; a 5-million-row file peaked at 2.2 GB. As the scanner did, a file's
+    column of another type is cast to the schema's, and a column it lacks is null.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    wanted = columns if columns is not None and set(schema.names).issuperset(columns) else None
+    target = schema if wanted is None else pa.schema([schema.field(name) for name in wanted])
+    for name in files:
+        with pq.ParquetFile(name, pre_buffer=False, buffer_size=1 << 20) as file:
+            present = set(file.schema_arrow.names)
+            read = [field.name for field in target if field.name in present]
+            for batch in file.iter_batches(batch_size=rows, columns=read):
+                if batch.schema.equals(target):
+                    yield batch
+                    continue
+                yield pa.RecordBatch.from_arrays(
+                    [
+                        batch.column(field.name).cast(field.type)
+                        if field.name in present
+                        else pa.nulls(batch.num_rows, field.type)
+                        for field in target
+                    ],
+                    schema=target,
+                )
+
+
 def _rechunk(batches: Iterator[pa.RecordBatch], rows: int) -> Iterator[pa.RecordBatch]:
-    """Batches of exactly ``rows`` rows (the last one shorter) out of batches of any size."""
+    """Batches of exactly ``rows`` rows (the last one shorter) out of batches of any size;
+    a batch of the right size passes as it is (no copy)."""
     import pyarrow as pa
 
     held: list[pa.RecordBatch] = []
     count = 0
     for batch in batches:
+        if not held and batch.num_rows == rows:
+            yield batch
+            continue
         held.append(batch)
         count += batch.num_rows
         while count >= rows:
@@ -273,12 +348,26 @@ def _predicts_by_argmax(estimator: Any) -> bool:
     )
 
 
-Scored = tuple["pd.DataFrame", Any, Any, float]
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """One scored chunk."""
+
+    output: pa.Table
+    """The chunk's rows of the output file."""
+    inputs: pa.Table | None
+    """The model's input (and the ``keep`` columns) as the prediction log stores it;
+    None when the job does not log."""
+    predictions: Any
+    probabilities: Any
+    seconds: float
+    """The time the model took."""
 
 
 class _LocalScorer:
     """Scores a chunk per CPU at a time in threads (scikit-learn's trees and ONNX Runtime
-    release the GIL while they compute), while the next chunks are read."""
+    release the GIL while they compute), while the next chunks are read and the scored
+    ones written: one chunk more than the threads is in flight, so that both cores score
+    while this thread reads and writes."""
 
     def __init__(self, model: LoadedModel) -> None:
         if model.manifest.flavor == "onnx":
@@ -287,11 +376,13 @@ class _LocalScorer:
         self._workers = max(2, os.cpu_count() or 1)
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="loopml-batch")
 
-    def run(self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str]) -> Iterator[Scored]:
+    def run(
+        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log: bool
+    ) -> Iterator[_Scored]:
         pending: deque[Any] = deque()
         for batch in chunks:
-            pending.append(self._pool.submit(_score_batch, self._model, batch, keep))
-            if len(pending) >= self._workers:
+            pending.append(self._pool.submit(_score_in_thread, self._model, batch, keep, log))
+            if len(pending) > self._workers:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
@@ -325,10 +416,12 @@ class _RayScorer:
         self._model = ray.put((model.model.onnx_bytes, model.manifest) if onnx else model)
         self._remote = ray.remote(num_cpus=1, max_retries=1)(_score_remote)
 
-    def run(self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str]) -> Iterator[Scored]:
+    def run(
+        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log: bool
+    ) -> Iterator[_Scored]:
         pending: deque[Any] = deque()
         for batch in chunks:
-            pending.append(self._remote.remote(self._model, batch, keep))
+            pending.append(self._remote.remote(self._model, batch, keep, log))
             if len(pending) >= self._in_flight:
                 yield self._ray.get(pending.popleft())
         while pending:
@@ -339,11 +432,25 @@ class _RayScorer:
             self._ray.shutdown()
 
 
-def _score_remote(model: Any, batch: pa.RecordBatch, keep: Sequence[str]) -> Scored:
-    """A Ray task: :func:`_score_batch`, with an ONNX model sent as (bytes, manifest)."""
+def _score_remote(model: Any, batch: pa.RecordBatch, keep: Sequence[str], log: bool) -> _Scored:
+    """A Ray task: :func:`_score_in_thread`, with an ONNX model sent as (bytes, manifest)."""
     if isinstance(model, tuple):
         model = _single_threaded(*model)
-    return _score_batch(model, batch, keep)
+    return _score_in_thread(model, batch, keep, log)
+
+
+def _score_in_thread(
+    model: LoadedModel, batch: pa.RecordBatch, keep: Sequence[str], log: bool
+) -> _Scored:
+    """:func:`_score_batch`, with joblib sequential in this thread for a pickled model: a
+    model's own ``n_jobs`` (a forest's trees over threads) would only compete with the
+    chunks scored side by side, one per CPU."""
+    if model.manifest.flavor == "onnx":  # one thread per session already; no joblib
+        return _score_batch(model, batch, keep, log)
+    from joblib import parallel_config
+
+    with parallel_config(backend="sequential"):
+        return _score_batch(model, batch, keep, log)
 
 
 def _single_threaded(onnx_bytes: bytes, manifest: Manifest) -> LoadedModel:
@@ -367,23 +474,84 @@ def _session(onnx_bytes: bytes) -> Any:
     return onnxruntime.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def _score_batch(model: LoadedModel, batch: pa.RecordBatch, keep: Sequence[str]) -> Scored:
-    """One chunk: the model's input (plus ``keep`` columns), predictions, probabilities,
-    and the seconds the model took."""
-    frame = batch.to_pandas()
-    missing = [name for name in keep if name not in frame.columns]
+def _score_batch(
+    model: LoadedModel, batch: pa.RecordBatch, keep: Sequence[str], log: bool
+) -> _Scored:
+    """One chunk: its output rows, its rows for the prediction log (when ``log``),
+    predictions, probabilities, and the seconds the model took."""
+    missing = [name for name in keep if name not in batch.schema.names]
     if missing:
         raise ValidationError(
             f"The input has no column(s) {', '.join(map(repr, missing))} to keep; it has "
-            f"{', '.join(map(repr, frame.columns[:20]))}."
+            f"{', '.join(map(repr, batch.schema.names[:20]))}."
         )
+    # The model gets exactly its columns when the input has them (preparing a frame with
+    # other columns as well copies the model's into a new one), each a pandas column over
+    # Arrow's own memory: no copy of a numeric column.
+    names = [column.name for column in model.signature.inputs or ()]
+    given = set(batch.schema.names)
+    own = batch.select(names) if names and given.issuperset(names) else batch
+    frame = own.to_pandas(split_blocks=True)
     started = time.perf_counter()
     prepared, predictions, probabilities = predict_frame(model, frame)
     seconds = time.perf_counter() - started
-    for name in keep:
-        if name not in prepared.columns:
-            prepared[name] = frame[name].to_numpy()
-    return prepared, predictions, probabilities, seconds
+    added = [name for name in keep if name not in prepared.columns]
+    if added:
+        kept = batch.select(added).to_pandas()
+        for name in added:
+            prepared[name] = kept[name].to_numpy()
+    output = _output_table(prepared, predictions, probabilities, model, keep)
+    inputs = _logged_inputs(batch, prepared) if log else None
+    return _Scored(output, inputs, predictions, probabilities, seconds)
+
+
+def _logged_inputs(batch: pa.RecordBatch, prepared: pd.DataFrame) -> pa.Table:
+    """``prepared`` as the prediction log stores a DataFrame (``pa.Table.from_pandas``),
+    taking each numeric column the model received unchanged from the input's own Arrow
+    array instead of converting it back: no copy of the input's bulk."""
+    import pyarrow as pa
+
+    direct = {}
+    for name in prepared.columns:
+        array = _unchanged(batch, name, prepared[name])
+        if array is not None:
+            direct[name] = array
+    rest = prepared[[name for name in prepared.columns if name not in direct]]
+    converted = pa.Table.from_pandas(rest, preserve_index=False)
+    return pa.table(
+        {
+            str(name): direct[name] if name in direct else converted.column(str(name))
+            for name in prepared.columns
+        }
+    )
+
+
+def _unchanged(batch: pa.RecordBatch, name: Any, column: pd.Series) -> pa.Array | None:
+    """The input's Arrow array for ``column`` when it holds exactly what
+    ``pa.Table.from_pandas`` would make of ``column``, else None.
+
+    That is an integer array without nulls or a floating-point one whose pandas column
+    kept its dtype (preparing the input converts a column only by changing its dtype);
+    pandas' NaN becomes a null in the log, so a float array's NaN values do too.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    index = batch.schema.get_field_index(name) if isinstance(name, str) else -1
+    if index < 0:
+        return None
+    array = batch.column(index)
+    kind = array.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return None
+    if column.dtype != kind.to_pandas_dtype():
+        return None
+    if pa.types.is_integer(kind):
+        return array if array.null_count == 0 else None
+    nan = pc.is_nan(array)
+    if pc.any(nan).as_py():
+        return pc.if_else(nan, pa.scalar(None, kind), array)
+    return array
 
 
 # -- output -------------------------------------------------------------------------

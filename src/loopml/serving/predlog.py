@@ -160,7 +160,7 @@ class PredictionLog:
         model: str,
         version: int,
         request_id: str,
-        inputs: pd.DataFrame | Mapping[str, Any],
+        inputs: pd.DataFrame | pa.Table | Mapping[str, Any],
         predictions: Any,
         probabilities: Any = None,
         latency_ms: float,
@@ -175,8 +175,10 @@ class PredictionLog:
             model: The registered model name.
             version: Its version number.
             request_id: The request's id; feedback refers to it (with the row index).
-            inputs: The model's input rows (a DataFrame, or a mapping of column arrays).
-                Do not modify it afterwards: the writer reads it later.
+            inputs: The model's input rows: a DataFrame, a mapping of column arrays, or
+                an Arrow table, stored as it is (its columns' types are the log's; a
+                DataFrame's are what ``pa.Table.from_pandas`` makes of them). Do not
+                modify it afterwards: the writer reads it later.
             predictions: One prediction per row (array-like).
             probabilities: Optional class probabilities, rows by classes: an array (with
                 ``classes`` naming its columns, else ``proba_0``, ``proba_1``, ...) or a
@@ -441,8 +443,9 @@ def _repeated(values: pa.Array, counts: Any) -> pa.Array:
     return values.take(pa.array(np.repeat(np.arange(len(values)), counts)))
 
 
-def _inputs(entries: list[_Entry]) -> dict[str, pa.Array]:
-    """The input columns of all entries. Row blocks (the server's fast path) of one
+def _inputs(entries: list[_Entry]) -> dict[str, pa.Array | pa.ChunkedArray]:
+    """The input columns of all entries. Arrow tables (batch scoring's chunks) are
+    joined as they are, without a copy. Row blocks (the server's fast path) of one
     signature become one array and a column each, without pandas. Otherwise one entry
     converts column by column with pandas' types; many go through one ``to_numpy`` each
     (a few microseconds), their columns cast back to the first entry's types, refusing
@@ -451,7 +454,14 @@ def _inputs(entries: list[_Entry]) -> dict[str, pa.Array]:
     import pandas as pd
     import pyarrow as pa
 
-    from loopml.serving.inputs import RowBlock
+    arrow = [e.inputs for e in entries if isinstance(e.inputs, pa.Table)]
+    if arrow:
+        if len(arrow) < len(entries):
+            raise ValueError("some entries have Arrow inputs and others not")
+        table = arrow[0] if len(arrow) == 1 else pa.concat_tables(arrow)
+        return dict(zip(table.column_names, table.columns, strict=True))
+
+    from loopml.serving.inputs import RowBlock  # not before: it imports the server's parts
 
     blocks = [e.inputs for e in entries if isinstance(e.inputs, RowBlock)]
     if len(blocks) == len(entries):
