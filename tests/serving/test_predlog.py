@@ -197,6 +197,31 @@ def test_probabilities_as_a_frame_name_their_columns(sqlite_workspace: loopml.Wo
     assert list(frame["prediction"]) == ["pro"] * 3
 
 
+def test_float_columns_are_stored_byte_stream_split_and_read_back_exactly(
+    sqlite_workspace: loopml.Workspace,
+) -> None:
+    """Floats are written byte-stream-split (less zstd work, smaller files), text with a
+    dictionary; both come back as logged."""
+    import pyarrow.parquet as pq
+
+    values = np.random.default_rng(0).normal(size=3)
+    with PredictionLog(sqlite_workspace) as log:
+        inputs = pd.DataFrame({"x": values, "city": ["a", "b", "c"]})
+        log_request(log, "r0", inputs=inputs, probabilities=np.array([[0.2, 0.8]] * 3))
+    (file,) = prediction_files(sqlite_workspace, "churn")
+    meta = pq.ParquetFile(sqlite_workspace.artifacts.object_path(file.sha256)).metadata
+    group = meta.row_group(0)
+    encodings = {
+        group.column(i).path_in_schema: group.column(i).encodings for i in range(meta.num_columns)
+    }
+    assert "BYTE_STREAM_SPLIT" in encodings["x"]
+    assert "BYTE_STREAM_SPLIT" in encodings["proba_1"]
+    assert "BYTE_STREAM_SPLIT" not in encodings["city"]
+    frame = sqlite_workspace.predictions("churn")
+    assert frame["x"].tolist() == values.tolist()
+    assert frame["city"].tolist() == ["a", "b", "c"]
+
+
 def test_bad_options_are_refused(sqlite_workspace: loopml.Workspace) -> None:
     with pytest.raises(ValidationError, match="on_full"):
         PredictionLog(sqlite_workspace, on_full="wait")

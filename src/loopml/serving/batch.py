@@ -115,6 +115,33 @@ def score(
             f"{target} already exists; pass overwrite=True (--overwrite) to replace it, or "
             "choose another output path."
         )
+    # The cyclic garbage collector is off for the job. Unpickling imports the model's
+    # library (scikit-learn and SciPy: a second of imports), whose objects all live as
+    # long as the process, and each collection of that heap cost time for nothing; the
+    # chunks' frames and arrays hold no cycles, reference counting frees them.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _score(
+            workspace, ref, input, target, chunk_rows, runtime, log, ray, on_progress, keep
+        )
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _score(
+    workspace: Workspace,
+    ref: Any,
+    input: str | os.PathLike[str] | pd.DataFrame,
+    target: Path,
+    chunk_rows: int,
+    runtime: str,
+    log: bool,
+    ray: bool,
+    on_progress: Progress | None,
+    keep: Sequence[str],
+) -> BatchResult:
     started = time.perf_counter()
     model, name, version = _load(workspace, ref, runtime)
     chunks, total = _chunks(workspace, input, chunk_rows, _columns_read(model, keep))
@@ -165,26 +192,14 @@ def score(
 
 def _load(workspace: Workspace, ref: Any, runtime: str) -> tuple[LoadedModel, str, int]:
     """The model, and the name and version its predictions are logged under (a model
-    outside the registry is logged under its reference, version 0).
-
-    The cyclic garbage collector is off while the model loads: unpickling imports the
-    model's library (scikit-learn and SciPy: a second of imports), whose objects all
-    live as long as the process, and collections of the growing heap cost a tenth of
-    that for nothing (as in :func:`loopml.serving.serve`).
-    """
+    outside the registry is logged under its reference, version 0)."""
     from loopml.models import load
 
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        flavor = "onnx" if runtime == "onnx" else None
-        if isinstance(ref, str) and ref.startswith("models:/"):
-            version = workspace.registry.get(ref)
-            return workspace.registry.load(ref, flavor=flavor), version.name, version.version
-        model = load(ref, workspace=workspace)
-    finally:
-        if collecting:
-            gc.enable()
+    flavor = "onnx" if runtime == "onnx" else None
+    if isinstance(ref, str) and ref.startswith("models:/"):
+        version = workspace.registry.get(ref)
+        return workspace.registry.load(ref, flavor=flavor), version.name, version.version
+    model = load(ref, workspace=workspace)
     if runtime == "onnx" and model.manifest.flavor != "onnx":
         raise ValidationError(
             f"runtime='onnx' needs an ONNX model, and {ref} is a {model.manifest.flavor} "
@@ -587,15 +602,11 @@ class _OutputFile:
     def write(self, table: pa.Table) -> None:
         import pyarrow.parquet as pq
 
-        from loopml.serving.predlog import dictionary_columns
+        from loopml.serving.predlog import parquet_options
 
         if self._writer is None:
-            self._writer = pq.ParquetWriter(
-                self.path,
-                table.schema,
-                compression="zstd",
-                use_dictionary=dictionary_columns(table.schema),
-            )
+            options = parquet_options(table.schema)
+            self._writer = pq.ParquetWriter(self.path, table.schema, **options)
         self._writer.write_table(table.cast(self._writer.schema))
 
     def __enter__(self) -> _OutputFile:
