@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -21,10 +22,15 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class Served(NamedTuple):
+    url: str
+    pid: int
+
+
 @contextmanager
-def running_server(home: Path, *args: str, timeout: float = 60.0) -> Iterator[str]:
-    """Runs ``loopml serve ARGS --home HOME`` until ready; yields its base URL; stops it
-    with SIGTERM (SIGKILL if it will not stop) whatever happens."""
+def running_server(home: Path, *args: str, timeout: float = 60.0) -> Iterator[Served]:
+    """Runs ``loopml serve ARGS --home HOME`` until ready; yields its base URL and process
+    id; stops it with SIGTERM (SIGKILL if it will not stop) whatever happens."""
     port = free_port()
     script = Path(sys.executable).parent / "loopml"
     command = [str(script), "serve", *args, "--home", str(home), "--port", str(port)]
@@ -48,7 +54,7 @@ def running_server(home: Path, *args: str, timeout: float = 60.0) -> Iterator[st
             if time.monotonic() > deadline:
                 raise AssertionError(f"the server was not ready in {timeout} s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield url
+        yield Served(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -56,3 +62,17 @@ def running_server(home: Path, *args: str, timeout: float = 60.0) -> Iterator[st
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux: read from /proc)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": the name may hold spaces, so split after ")".
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat.parent.name))
+    return children

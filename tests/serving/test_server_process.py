@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 import loopml
-from tests.serving._process import running_server
+from tests.serving._process import child_pids, running_server
 from tests.serving._samples import CHURN_ROW, PLAN_ROW
 
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ def test_real_server_answers_simple_json_and_an_oip_client(
 
     rows = [PLAN_ROW, {**PLAN_ROW, "income": None, "score": -1.0, "city": "lyon"}]
     expected = serving_ws.registry.load("models:/plans/1")
-    with running_server(serving_home, "models:/plans/1", "--max-latency-ms", "1") as url:
+    with running_server(serving_home, "models:/plans/1", "--max-latency-ms", "1") as (url, _):
         simple = httpx.post(f"{url}/models/plans/predict", json={"records": rows}).json()
         client = http.InferenceServerClient(url.removeprefix("http://"))
         try:
@@ -126,7 +126,7 @@ def test_hot_swap_under_load_fails_no_request_and_never_mixes_versions(
 
         return enough
 
-    with running_server(serving_home, "models:/churn@live", "--poll-seconds", "0.2") as url:
+    with running_server(serving_home, "models:/churn@live", "--poll-seconds", "0.2") as (url, _):
         results = load_until(url, lambda r: len(r) >= 40)
         registry.promote("churn", 2, "live", reason="hot swap test")
         started = time.monotonic()
@@ -153,8 +153,10 @@ def _version(body: Any) -> int | None:
     return body.get("version") if isinstance(body, dict) else None
 
 
-def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path) -> None:
-    """Every answered request is in the log after a SIGTERM, even with a long flush wait."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path, workers: int) -> None:
+    """Every answered request is in the log after a SIGTERM, with one worker or with two
+    worker processes (each with its own log writer, each drained)."""
     from tests.registry._samples import registered
 
     home = tmp_path / "home"
@@ -162,7 +164,10 @@ def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path) ->
         registered(ws, 1)
         ws.registry.promote("churn", 1, "live")
     answered: list[str] = []
-    with running_server(home, "models:/churn@live", "--poll-seconds", "0") as url:
+    args = ("models:/churn@live", "--poll-seconds", "0", "--workers", str(workers))
+    with running_server(home, *args) as (url, pid):
+        if workers > 1:
+            assert len(_worker_pids(pid)) == workers
         with ThreadPoolExecutor(4) as pool:
 
             def send(_: int) -> str:
@@ -175,3 +180,12 @@ def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path) ->
     with loopml.Workspace.open(home) as ws:
         logged = ws.predictions("churn")
     assert sorted(logged["request_id"]) == sorted(answered)
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
+    return [
+        child
+        for child in child_pids(pid)
+        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+    ]

@@ -7,9 +7,13 @@ building the app from the options this process hands them in an environment vari
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import logging
 import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from loopml.errors import ValidationError
@@ -89,9 +93,27 @@ def _run(
             "log_level": log_level,
         }
     )
-    uvicorn.run(
-        "loopml.serving.server:app_from_environment", factory=True, workers=workers, **common
-    )
+    with _workers_import_only_this_module():
+        uvicorn.run(
+            "loopml.serving.server:app_from_environment", factory=True, workers=workers, **common
+        )
+
+
+@contextmanager
+def _workers_import_only_this_module() -> Iterator[None]:
+    """uvicorn starts each worker with multiprocessing's *spawn*, which runs the parent's
+    ``__main__`` again in the child before anything else: for ``loopml serve`` that is the
+    console script, and through it the whole CLI (Typer, Rich, every command's options),
+    imported by every worker before it loads the model. With ``__main__``'s spec naming
+    this module, spawn imports this small module instead; the workers need nothing from
+    ``__main__`` (they build the app from the environment)."""
+    main = sys.modules["__main__"]
+    saved = getattr(main, "__spec__", None)
+    main.__spec__ = importlib.util.find_spec(__name__)
+    try:
+        yield
+    finally:
+        main.__spec__ = saved
 
 
 def app_from_environment() -> FastAPI:
