@@ -695,6 +695,11 @@ def prepare(root: Path, args: argparse.Namespace, model: Any, traffic: pd.DataFr
         input_example=traffic.head(5),
     )
     _log(f"MLflow model saved in {time.perf_counter() - started:.1f} s")
+    # MLflow's modules were compiled to bytecode by pip; loopml's editable source is
+    # compiled on first import, and never under PYTHONDONTWRITEBYTECODE: compile it now,
+    # so that start-up times compare installed packages with installed packages.
+    source = Path(__file__).resolve().parents[1] / "src" / "loopml"
+    subprocess.run([str(loopml_python), "-m", "compileall", "-q", str(source)], check=True)
     joblib.dump(model, root / "model.joblib")
     traffic.head(2000).to_parquet(root / "held_out.parquet")
     write_bodies(setup, traffic)

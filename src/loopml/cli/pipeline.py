@@ -53,16 +53,6 @@ NoCache = Annotated[
 ]
 AsJson = Annotated[bool, typer.Option("--json", help="One JSON object on stdout.")]
 
-_STYLES = {
-    "PENDING": "dim",
-    "RUNNING": "cyan",
-    "SUCCEEDED": "green",
-    "CACHED": "blue",
-    "FAILED": "bold red",
-    "SKIPPED": "yellow",
-    "WAITING": "bold yellow",
-}
-
 
 def _importable_cwd() -> None:
     """Lets ``module:function`` name a module of the current folder, as ``python -m``
@@ -101,6 +91,8 @@ class _LiveSteps:
         self.live = Live(self._table(), console=out, auto_refresh=False)
 
     def _table(self) -> Table:
+        from loopml.pipelines.render import STATUS_STYLES
+
         table = Table(box=None, pad_edge=False)
         for column in ("step", "status", "seconds", "cache key", "note"):
             table.add_column(column)
@@ -114,7 +106,7 @@ class _LiveSteps:
                 note = f"cached from step run {row.get('cached_from')}"
             table.add_row(
                 escape(name),
-                f"[{_STYLES.get(status, '')}]{status}[/]",
+                f"[{STATUS_STYLES.get(status, '')}]{status}[/]",
                 seconds,
                 (row.get("cache_key") or "")[:12],
                 escape(str(note).splitlines()[0][:80]) if note else "",
@@ -143,8 +135,10 @@ def _report(run: PipelineRun, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(_run_dict(run), default=str))
     else:
+        from loopml.pipelines.render import STATUS_STYLES
+
         out = console()
-        style = _STYLES.get(run.status, "")
+        style = STATUS_STYLES.get(run.status, "")
         out.print(
             f"Pipeline [bold]{escape(run.pipeline)}[/] run [cyan]{run.run_id[:8]}[/] "
             f"[{style}]{run.status}[/] in {format_duration(run.seconds)} "
@@ -247,6 +241,7 @@ def list_(
 ) -> None:
     """List pipeline runs, newest first (runs whose process died are marked FAILED)."""
     from loopml.pipelines import list_runs
+    from loopml.pipelines.render import STATUS_STYLES
 
     with open_workspace(home) as ws:
         runs = list_runs(ws, pipeline, status, limit)
@@ -260,7 +255,7 @@ def list_(
         table.add_row(
             found.run_id[:8],
             escape(found.pipeline),
-            f"[{_STYLES.get(found.status, '')}]{found.status}[/]",
+            f"[{STATUS_STYLES.get(found.status, '')}]{found.status}[/]",
             str(len(found.steps)),
             str(found.cache_hits),
             local_time(found.started_at),
