@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, overload
 
 from loopml._identity import current_user
+from loopml._time import now_ms
 from loopml.artifacts import ArtifactStore
 from loopml.config import Settings
 from loopml.errors import ConfigError, ConflictError, NotFoundError, ValidationError
 from loopml.store import Database, Experiment, RunStatus
 from loopml.store.repositories import BlobRepository, ExperimentRepository, RunRepository
-from loopml.store.repositories._util import now_ms
 from loopml.store.search import (
     compile_search,
     count_matches,

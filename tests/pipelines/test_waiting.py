@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 import loopml
+from loopml._time import now_ms
 from loopml.pipelines import (
     StepWaiting,
     get_run,
@@ -20,7 +21,6 @@ from loopml.pipelines import (
 )
 from loopml.pipelines._driver import repository
 from loopml.pipelines.runner import expire_stale
-from loopml.store.repositories._util import now_ms
 
 
 @step

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from loopml._time import now_ms
 from loopml.errors import ValidationError
 from loopml.evaluation._metrics import (
     LOWER_IS_BETTER,
@@ -30,7 +31,6 @@ from loopml.evaluation._resolve import resolve_data, resolve_model
 from loopml.evaluation._robustness import permutation_importance, robustness_report
 from loopml.evaluation._slices import fairness_report, slice_frame, worst_slices
 from loopml.evaluation.result import Evaluation
-from loopml.store.repositories._util import now_ms
 from loopml.store.repositories.evaluations import EvaluationRecord, EvaluationRepository
 
 if TYPE_CHECKING:

@@ -61,6 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.evaluation._gate_expression import Check, Reference, compute
 from loopml.evaluation._gate_measure import compare, latency, paired_bootstrap, size_mb
@@ -68,7 +69,6 @@ from loopml.evaluation._gate_policy import GatePolicy, load_policy
 from loopml.evaluation._resolve import ResolvedModel, resolve_data, resolve_model
 from loopml.evaluation.evaluate import _features, _predict, evaluate
 from loopml.evaluation.result import Evaluation
-from loopml.store.repositories._util import now_ms
 from loopml.store.repositories.gates import GateRecord, GateRepository
 
 if TYPE_CHECKING:

@@ -49,6 +49,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml._time import from_ms, to_ms
 from loopml._yaml import read_yaml
 from loopml.errors import NotFoundError, ValidationError
 from loopml.monitoring import series as _series
@@ -528,7 +529,7 @@ def evaluate_alerts(
         config.rule(name)  # an action for a rule that does not exist is a mistake
         overrides[name] = parse_action(spec, f"The action given for rule {name!r}")
     repository = MonitorRepository(ws.db)
-    at_ms = _ms(at)
+    at_ms = to_ms(at)
     changes: list[AlertChange] = []
     for rule in config.rules:
         change = _evaluate_rule(ws, repository, model, rule, at_ms)
@@ -554,7 +555,7 @@ def _evaluate_rule(
     if not windows or windows[0][0] != at_ms:
         return None  # no point in this window: nothing to judge
     value = windows[0][1]
-    window_end = _time(at_ms)
+    window_end = from_ms(at_ms)
 
     def change(status: str, message: str, alert: AlertRecord | None) -> AlertChange:
         return AlertChange(status, rule.name, model, condition.series, rule.severity, value,
@@ -570,7 +571,7 @@ def _evaluate_rule(
             message = (
                 f"{rule.name} still firing on {model}: {condition.series} = {value:g} "
                 f"(window ending {window_end.isoformat()}; fired at window ending "
-                f"{_time(alert.window_end).isoformat()})"
+                f"{from_ms(alert.window_end).isoformat()})"
             )
             return change("firing", message, alert)
         if not repository.resolve_alert(alert.alert_id):
@@ -606,23 +607,23 @@ def _window_values(
     """The series' value per window ending in the last N window lengths up to ``at``,
     newest first, each combined over the window's points (see the module docstring)."""
     condition = rule.condition
-    until = _time(at_ms)
+    until = from_ms(at_ms)
     newest = _series.points(
         ws, model, condition.series, test=rule.test,
-        since=_time(at_ms - 1), until=until,
+        since=from_ms(at_ms - 1), until=until,
     )  # fmt: skip
     if not newest:
         return []
     found = newest
     if condition.windows > 1:
-        length_ms = max(_ms(p.end) - _ms(p.start) for p in newest)
+        length_ms = max(to_ms(p.end) - to_ms(p.start) for p in newest)
         found = _series.points(
             ws, model, condition.series, test=rule.test,
-            since=_time(at_ms - condition.windows * length_ms), until=until,
+            since=from_ms(at_ms - condition.windows * length_ms), until=until,
         )  # fmt: skip
     by_window: dict[int, list[_series.Point]] = {}
     for point in found:
-        by_window.setdefault(_ms(point.end), []).append(point)
+        by_window.setdefault(to_ms(point.end), []).append(point)
     values = []
     for end in sorted(by_window, reverse=True):
         value = _combine(by_window[end], condition)
@@ -674,13 +675,3 @@ def _notify(
             f"{d.notifier} failed {d.attempts} time(s): {d.error}" for d in failed
         )
     repository.update_alert(change.alert.alert_id, **values)
-
-
-def _ms(moment: dt.datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml._time import to_ms, utc
 from loopml.errors import NotFoundError, ValidationError
 from loopml.monitoring.series import Point, record, series
 
@@ -200,7 +201,7 @@ class Monitor:
             value=None,
             threshold=None,
             message=message,
-            window_end=_ms(now),
+            window_end=to_ms(now),
         )
         values: dict[str, Any] = {"action": {"kind": "raised", "details": dict(details or {})}}
         if not created:
@@ -253,7 +254,7 @@ class Monitor:
         An empty window has no drift (a note says so) and still judges the rules, so an
         alert on a series can resolve when the traffic that caused it stops.
         """
-        start, end = _utc(start), _utc(end)
+        start, end = utc(start), utc(end)
         if end <= start:
             raise ValidationError(f"A window must end after it starts; got {start} .. {end}.")
         version = self._ws.registry.get(ref)
@@ -331,7 +332,7 @@ class Monitor:
 
         from loopml.serving.feedback import _arrow_filesystem, prediction_files
 
-        start_ms, end_ms = _ms(result.start), _ms(result.end)
+        start_ms, end_ms = to_ms(result.start), to_ms(result.end)
         files = prediction_files(self._ws, version.name, result.start, result.end, version.version)
         by_schema: dict[tuple[tuple[str, str], ...], list[Any]] = {}
         for file in files:
@@ -501,7 +502,7 @@ class Monitor:
                     continue
                 cursor = repo.cursor(cursor_name)
                 detectors = _detectors(cursor.state if cursor is not None else {})
-                closed = _align(_utc(now()), length)
+                closed = _align(utc(now()), length)
                 position = (
                     _time(cursor.position)
                     if cursor is not None and cursor.position is not None
@@ -521,7 +522,7 @@ class Monitor:
                     )  # fmt: skip
                     position += length
                     state = {"window": str(length), "detectors": _pickled(detectors)}
-                    if not repo.advance(cursor_name, me, _ms(position), state):
+                    if not repo.advance(cursor_name, me, to_ms(position), state):
                         _logger.warning("monitor %s: lost its lease; stopping", cursor_name)
                         return done
                     done += 1
@@ -558,7 +559,7 @@ class Monitor:
             window=(start, end),
             drift=result.drift,
             series=self.series(version.name, since=since),
-            alerts=[a for a in self.alerts(version.name) if a.fired_at >= _ms(since)],
+            alerts=[a for a in self.alerts(version.name) if a.fired_at >= to_ms(since)],
         )
         return write_report(Path(out), html)
 
@@ -618,15 +619,7 @@ def _duration_text(length: dt.timedelta) -> str:
 def _align(moment: dt.datetime, length: dt.timedelta) -> dt.datetime:
     """The end of the last window of ``length`` (aligned to the epoch) closed by ``moment``."""
     step = int(length.total_seconds() * 1000)
-    return _time(_ms(moment) // step * step)
-
-
-def _utc(moment: dt.datetime) -> dt.datetime:
-    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
-
-
-def _ms(moment: dt.datetime) -> int:
-    return int(_utc(moment).timestamp() * 1000)
+    return _time(to_ms(moment) // step * step)
 
 
 def _time(ms: int) -> dt.datetime:

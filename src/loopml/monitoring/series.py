@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loopml._time import from_ms, to_ms
 from loopml.errors import ValidationError
 from loopml.store.repositories.monitoring import MonitorRepository, PointRecord
 
@@ -87,8 +88,8 @@ def record(ws: Workspace, new: Sequence[Point]) -> None:
             PointRecord(
                 p.model,
                 p.version or 0,
-                _ms(p.start),
-                _ms(p.end),
+                to_ms(p.start),
+                to_ms(p.end),
                 p.kind,
                 p.name,
                 p.test,
@@ -126,14 +127,14 @@ def points(
             )
     records = MonitorRepository(ws.db).points(
         model, kind, name, test,
-        None if since is None else _ms(since), None if until is None else _ms(until), version,
+        None if since is None else to_ms(since), None if until is None else to_ms(until), version,
     )  # fmt: skip
     return [
         Point(
             r.model,
             r.version or None,
-            _time(r.start_time),
-            _time(r.end_time),
+            from_ms(r.start_time),
+            from_ms(r.end_time),
             r.kind,
             r.name,
             float("nan") if r.value is None else r.value,
@@ -156,13 +157,3 @@ def series(ws: Workspace, model: str, key: str | None = None, **filters: Any) ->
     for column in ("start", "end"):
         frame[column] = pd.to_datetime(frame[column], utc=True)
     return frame
-
-
-def _ms(moment: dt.datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return int(moment.timestamp() * 1000)
-
-
-def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)

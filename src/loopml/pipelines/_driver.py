@@ -21,12 +21,12 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from loopml._identity import current_user
+from loopml._time import now_ms
 from loopml.pipelines._types import input_type_error
 from loopml.pipelines.dag import Graph, Node, Pipeline, canonical_json
 from loopml.pipelines.executors import Executor, Outcome, StepTask, make_executor
 from loopml.pipelines.outputs import load_output, output_exists, store_output
 from loopml.pipelines.records import PipelineRun, StepRun
-from loopml.store.repositories._util import now_ms
 from loopml.store.repositories.pipelines import PipelineRepository
 
 if TYPE_CHECKING:

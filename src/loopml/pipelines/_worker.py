@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from loopml._time import now_ms
 from loopml.errors import ConfigError
 from loopml.pipelines.records import StepWaiting
 
@@ -66,10 +67,6 @@ class Outcome:
     tracking_runs: list[str] = field(default_factory=list)
     started_at: int = 0
     ended_at: int = 0
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def execute(task: StepTask, ws: Workspace | None = None) -> Outcome:

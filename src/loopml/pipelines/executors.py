@@ -14,8 +14,9 @@ from collections import deque
 from typing import TYPE_CHECKING, Any, Protocol
 
 from loopml._ray import connect_ray, release_ray
+from loopml._time import now_ms
 from loopml.errors import ValidationError
-from loopml.pipelines._worker import Outcome, StepTask, dumps, execute, execute_pickled, now_ms
+from loopml.pipelines._worker import Outcome, StepTask, dumps, execute, execute_pickled
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace

@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml._time import now_ms
 from loopml.errors import ConflictError, NotFoundError, ValidationError
 from loopml.pipelines._driver import DONE, HOST, Driver, OnUpdate, heartbeat_seconds, repository
 from loopml.pipelines.dag import Pipeline, load_pipeline
 from loopml.pipelines.executors import EXECUTORS
 from loopml.pipelines.outputs import load_output, output_exists
 from loopml.pipelines.records import PipelineRun
-from loopml.store.repositories._util import now_ms
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from loopml._time import to_ms, utc
 from loopml.errors import ValidationError
 from loopml.pipelines.triggers import check_params, check_rate, check_target
 from loopml.store.repositories.schedules import ScheduleRepository, TriggerRecord
@@ -138,8 +139,8 @@ def next_occurrences(
     from croniter import croniter
 
     zone = check_timezone(timezone)
-    iterator = croniter(cron, _utc(after).astimezone(zone))
-    return [_utc(iterator.get_next(dt.datetime)) for _ in range(count)]
+    iterator = croniter(cron, utc(after).astimezone(zone))
+    return [utc(iterator.get_next(dt.datetime)) for _ in range(count)]
 
 
 def due_occurrences(
@@ -162,14 +163,14 @@ def due_occurrences(
     from croniter import croniter
 
     zone = check_timezone(timezone)
-    after, now = _utc(after), _utc(now)
+    after, now = utc(after), utc(now)
     wanted = max_catch_up if catch_up == "all" else 1
     # croniter's get_prev is strict; a microsecond later makes an occurrence at ``now``
     # itself due.
     iterator = croniter(cron, (now + _ONE_MICROSECOND).astimezone(zone))
     found: list[dt.datetime] = []
     while len(found) <= wanted:  # one more than wanted tells whether some are left out
-        occurrence = _utc(iterator.get_prev(dt.datetime))
+        occurrence = utc(iterator.get_prev(dt.datetime))
         if occurrence <= after:
             break
         found.append(occurrence)
@@ -180,12 +181,6 @@ def due_occurrences(
         left_out = left_out or len(on_time) < len(chosen)
         chosen = on_time
     return sorted(chosen), left_out
-
-
-def _utc(when: dt.datetime) -> dt.datetime:
-    if when.tzinfo is None:
-        return when.replace(tzinfo=dt.UTC)
-    return when.astimezone(dt.UTC)
 
 
 # -- stored schedules -----------------------------------------------------------------
@@ -239,13 +234,13 @@ def add_schedule(
     check_target(target, where)
     checked_params = check_params(params, where)
     period_ms = check_rate(max_runs, per, where)
-    start = _utc(start_at) if start_at is not None else dt.datetime.now(dt.UTC)
+    start = utc(start_at) if start_at is not None else dt.datetime.now(dt.UTC)
     record = ScheduleRepository(ws.db).add(
         name,
         {
             "kind": "schedule", "target": target, "params": checked_params,
             "enabled": bool(enabled), "cron": cron, "timezone": timezone, "catch_up": policy,
-            "max_catch_up": max_catch_up, "start_at": _ms(start), "max_runs": max_runs,
+            "max_catch_up": max_catch_up, "start_at": to_ms(start), "max_runs": max_runs,
             "period_ms": period_ms,
         },
         replace=replace,
@@ -295,7 +290,3 @@ def schedule_from_record(record: TriggerRecord) -> Schedule:
         period=None if record.period_ms is None else dt.timedelta(milliseconds=record.period_ms),
         trigger_id=record.trigger_id,
     )
-
-
-def _ms(when: dt.datetime) -> int:
-    return round(_utc(when).timestamp() * 1000)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from loopml._time import to_ms, utc
 from loopml.pipelines.schedule import due_occurrences, schedule_from_record
 from loopml.pipelines.triggers import (
     DEFAULT_LEASE_S,
@@ -101,12 +102,12 @@ class Scheduler:
 
     def tick(self) -> Tick:
         """One pass: reap dead runners, run due occurrences, poll triggers."""
-        now = _utc(self.clock())
+        now = utc(self.clock())
         repository = self._repository
         names = {record.trigger_id: record.name for record in repository.triggers()}
         reaped = [
             firing_from_record(record, names.get(record.trigger_id, "?"))
-            for record in repository.reap(_ms(now))
+            for record in repository.reap(to_ms(now))
         ]
         for firing in reaped:
             logger.warning("%s %s: marked failed: %s", firing.trigger, firing.event, firing.error)
@@ -184,17 +185,9 @@ class Scheduler:
         return made
 
 
-def _utc(when: dt.datetime) -> dt.datetime:
-    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
-
-
-def _ms(when: dt.datetime) -> int:
-    return round(when.timestamp() * 1000)
-
-
 def _time(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
 def _iso(when: dt.datetime) -> str:
-    return _utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc(when).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml._identity import current_user
+from loopml._time import from_ms, to_ms
 from loopml.errors import ConflictError, LoopmlError, NotFoundError, ValidationError
 from loopml.store.repositories.schedules import FiringRecord, ScheduleRepository, TriggerRecord
 
@@ -308,7 +309,7 @@ def add_trigger(
         name,
         {
             "kind": on, "target": target, "params": checked, "enabled": bool(enabled),
-            "start_at": _ms(_now()), "source": source, "rule": rule, "data_param": data_param,
+            "start_at": to_ms(_now()), "source": source, "rule": rule, "data_param": data_param,
             "position": position, "max_runs": max_runs, "period_ms": period_ms,
         },
         replace=replace,
@@ -352,9 +353,9 @@ def trigger_from_record(record: TriggerRecord) -> Trigger:
 def firing_from_record(record: FiringRecord, trigger: str, result: Any = None) -> Firing:
     return Firing(
         record.firing_id, trigger, record.event, record.status, record.reason, record.run_id,
-        record.error, _time(record.created_at),
-        None if record.finished_at is None else _time(record.finished_at),
-        None if record.occurrence is None else _time(record.occurrence), result,
+        record.error, from_ms(record.created_at),
+        None if record.finished_at is None else from_ms(record.finished_at),
+        None if record.occurrence is None else from_ms(record.occurrence), result,
     )  # fmt: skip
 
 
@@ -382,7 +383,7 @@ def claim_and_run(
     full_reason = {"kind": trigger.kind, "trigger": trigger.name, **reason}
     record = repository.claim(
         trigger.trigger_id, event, reason=full_reason, owner=me, lease_ms=lease_ms,
-        now=_ms(now), occurrence=None if occurrence is None else _ms(occurrence),
+        now=to_ms(now), occurrence=None if occurrence is None else to_ms(occurrence),
     )  # fmt: skip
     if record is None:
         return None
@@ -415,7 +416,7 @@ def execute(
     repository = ScheduleRepository(ws.db)
     occurrence = Occurrence(
         trigger.name, trigger.kind, firing.event,
-        _time(firing.occurrence if firing.occurrence is not None else _ms(now)),
+        from_ms(firing.occurrence if firing.occurrence is not None else to_ms(now)),
         dict(params), dict(firing.reason), firing.firing_id,
     )  # fmt: skip
     status, run_id, error, result = "succeeded", None, None, None
@@ -431,7 +432,7 @@ def execute(
                 status, error = "failed", failure
             elif str(getattr(result, "status", "")).upper() == "WAITING":
                 status, error = "waiting", getattr(result, "error", None)  # e.g. approval
-    finished = max(_ms(_now()), _ms(now))
+    finished = max(to_ms(_now()), to_ms(now))
     repository.finish(
         firing.firing_id, owner, status=status, now=finished, run_id=run_id, error=error
     )
@@ -616,7 +617,7 @@ def _alert_events(ws: Workspace, trigger: TriggerRecord) -> list[_Event]:
 def _alert_reason(alert: AlertRecord) -> dict[str, Any]:
     return {"alert_id": alert.alert_id, "rule": alert.rule, "model": alert.model,
             "severity": alert.severity, "series": alert.series, "value": alert.value,
-            "message": alert.message, "fired_at": _time(alert.fired_at).isoformat()}  # fmt: skip
+            "message": alert.message, "fired_at": from_ms(alert.fired_at).isoformat()}  # fmt: skip
 
 
 def _versions(ws: Workspace, dataset: str) -> list[Any]:
@@ -673,7 +674,7 @@ def run_from_alert(alert: AlertRecord, options: Mapping[str, Any]) -> dict[str, 
     values = {
         "kind": "action", "target": str(options["pipeline"]),
         "params": check_params(options.get("params"), where), "enabled": True,
-        "start_at": _ms(_now()), "source": alert.model, "rule": alert.rule,
+        "start_at": to_ms(_now()), "source": alert.model, "rule": alert.rule,
         "max_runs": options.get("max_runs"), "period_ms": period_ms,
     }  # fmt: skip
     if existing is not None and existing.kind != "action":
@@ -720,13 +721,3 @@ def default_owner() -> str:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _ms(when: dt.datetime) -> int:
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.UTC)
-    return round(when.timestamp() * 1000)
-
-
-def _time(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def upsert(connection: Connection, table: Any) -> Any:

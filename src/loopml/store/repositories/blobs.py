@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, delete, exists, func, select
 
+from loopml._time import now_ms
 from loopml.store.database import Database
 from loopml.store.entities import ArtifactInfo
 from loopml.store.models import (
@@ -27,7 +28,7 @@ from loopml.store.models import (
     RunRow,
     SplitRow,
 )
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["BLOB_REFERENCES", "BlobRepository", "GcPlan"]
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
 from loopml.store.models import (
@@ -18,7 +19,7 @@ from loopml.store.models import (
     RunRow,
     SplitRow,
 )
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["ContractRecord", "DatasetRepository", "VersionRecord"]
 

@@ -17,10 +17,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
 from loopml.store.models import DeploymentRequestRow
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["LIVE_STATES", "DeploymentRepository", "DeploymentRequestRecord", "live_key"]
 

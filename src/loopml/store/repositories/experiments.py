@@ -5,11 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
 from loopml.store.entities import Experiment
 from loopml.store.models import ExperimentRow
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["ExperimentRepository"]
 

@@ -10,9 +10,10 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from loopml._time import now_ms
 from loopml.store.database import Database
 from loopml.store.models import AlertRow, MonitorCursorRow, MonitorPointRow
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["AlertRecord", "CursorRecord", "MonitorRepository", "PointRecord"]
 

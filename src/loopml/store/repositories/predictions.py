@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from loopml._time import now_ms
 from loopml.store.database import Database
 from loopml.store.models import FeedbackRow, PredictionFileRow
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 from loopml.store.repositories.blobs import _touch
 
 __all__ = ["FeedbackRecord", "PredictionFile", "PredictionRepository"]

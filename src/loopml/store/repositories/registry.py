@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, delete, func, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
+from loopml._time import now_ms
 from loopml.errors import ConflictError, NotFoundError
 from loopml.store.database import Database
 from loopml.store.models import (
@@ -29,7 +30,7 @@ from loopml.store.models import (
     RegisteredModelTagRow,
     RunArtifactRow,
 )
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = [
     "AliasEventRecord",

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
 from loopml.store.entities import Metric, RunInfo, RunRecord
@@ -21,7 +22,7 @@ from loopml.store.models import (
     RunRow,
     TagRow,
 )
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["MetricPoint", "RunRepository"]
 

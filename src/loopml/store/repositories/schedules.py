@@ -15,10 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 
+from loopml._time import now_ms
 from loopml.errors import ConflictError, NotFoundError
 from loopml.store.database import Database
 from loopml.store.models import PipelineFiringRow, PipelineTriggerRow
-from loopml.store.repositories._util import now_ms, upsert
+from loopml.store.repositories._util import upsert
 
 __all__ = ["FiringRecord", "ScheduleRepository", "TriggerRecord"]
 
