@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from loopml._identity import current_user
 from loopml.data import ingest as _ingest
 from loopml.data.contract import Contract, infer_contract, load_contract
-from loopml.data.sources import Source, open_source
+from loopml.data.sources import Source, open_parquet, open_source
 from loopml.data.validation import ValidationReport, Validator
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.repositories.datasets import DatasetRepository, VersionRecord
@@ -280,10 +280,25 @@ class DataCatalog:
             raise ValidationError(f"format must be pandas, arrow or duckdb, got {format!r}.")
         return table.to_pandas()
 
-    def batches(self, ref: str | DatasetVersion, batch_rows: int = 131_072) -> Any:
-        """The rows of a version as a stream of Arrow record batches (for big versions)."""
+    def batches(
+        self,
+        ref: str | DatasetVersion,
+        batch_rows: int = 131_072,
+        columns: Sequence[str] | None = None,
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of a version (only ``columns``, when given) as a stream of Arrow
+        record batches, read page by page: memory holds about a batch, whatever the
+        version's size."""
         record = self._record(ref, None)
-        return pq.ParquetFile(self._local_file(record.blob_sha256)).iter_batches(batch_rows)
+        path = self._local_file(record.blob_sha256)
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            with open_parquet(path) as file:
+                yield from file.iter_batches(
+                    batch_rows, columns=None if columns is None else list(columns)
+                )
+
+        return stream()
 
     def _local_file(self, sha256: str) -> Path:
         """A verified local copy of a stored file (the object itself on a local store)."""

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from loopml.errors import NotFoundError, ValidationError
 
-__all__ = ["FORMATS", "Source", "open_source"]
+__all__ = ["FORMATS", "Source", "open_parquet", "open_source"]
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}  # fmt: skip
@@ -207,19 +207,27 @@ def _lines(path: Path, advance: Callable[[int], None]) -> Iterator[bytes]:
             yield carry
 
 
+def open_parquet(path: str | os.PathLike[str]) -> Any:
+    """A ``pyarrow.parquet.ParquetFile`` opened to be streamed page by page.
+
+    pyarrow pre-buffers by default: ``iter_batches`` then holds whole row groups, several
+    at once (a 5M-row dataset of 39 row groups: 810 MB more at peak; streamed, 100-120
+    MB; 10M rows in 1M-row groups: 850 MB against 300 MB), and spends time faulting in
+    fresh memory. Streamed, each column is read a megabyte at a time as it is decoded.
+    """
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
+
+
 def _read_file(
     path: Path, fmt: str, string_columns: frozenset[str], advance: Callable[[int], None]
 ) -> Iterator[pa.RecordBatch]:
     line = 1
     try:
         if fmt == "parquet":
-            import pyarrow.parquet as pq
-
-            # Without pre-buffering, pages are read as they are decoded instead of whole
-            # row groups at a time (10M rows in 1M-row groups: peak 300 MB, not 850 MB,
-            # and less time faulting in fresh memory). One thread decodes: reading runs
-            # beside validation and writing already.
-            handle = pq.ParquetFile(path, pre_buffer=False)
+            # One thread decodes: reading runs beside validation and writing already.
+            handle = open_parquet(path)
             total_rows = max(1, handle.metadata.num_rows)
             rows = 0
             for batch in handle.iter_batches(batch_size=CHUNK_ROWS, use_threads=False):

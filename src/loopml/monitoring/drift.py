@@ -441,7 +441,7 @@ def _current_summary(current: Any, rows: Any, reference: FrameSummary) -> FrameS
 
 
 def _parquet_summary(paths: list[str], reference: FrameSummary) -> FrameSummary:
-    import pyarrow.parquet as pq
+    from loopml.data.sources import open_parquet
 
     if not paths:
         raise ValidationError("The current window is an empty list of files; pass at least one.")
@@ -449,7 +449,7 @@ def _parquet_summary(paths: list[str], reference: FrameSummary) -> FrameSummary:
     def batches() -> Iterable[pa.RecordBatch]:
         for path in paths:
             try:
-                handle = pq.ParquetFile(path)
+                handle = open_parquet(path)
             except (OSError, ValueError) as error:
                 raise ValidationError(f"Cannot read Parquet file {path!r}: {error}") from error
             names = [name for name in reference if name in handle.schema_arrow.names]

@@ -267,7 +267,9 @@ def _chunks(
         raise NotFoundError(
             f"The input {source!r} is neither a file nor a folder nor a dataset: {error}"
         ) from None
-    return _rechunk(workspace.data.batches(version, chunk_rows), chunk_rows), version.rows
+    names = {field["name"] for field in version.schema}
+    wanted = columns if columns is not None and names.issuperset(columns) else None
+    return _rechunk(workspace.data.batches(version, chunk_rows, wanted), chunk_rows), version.rows
 
 
 def _parquet_batches(
@@ -276,18 +278,19 @@ def _parquet_batches(
     """The files' rows in order, ``rows`` at a time, each batch with ``columns`` of
     ``schema`` (all of them if it lacks one, so that scoring names what is missing).
 
-    Streamed a megabyte per column at a time: Arrow's default pre-buffering (and its
-    dataset scanner) holds whole row groups, 160 MB for a million rows of 20 floats,
-    several at once; a 5-million-row file peaked at 2.2 GB. As the scanner did, a file's
-    column of another type is cast to the schema's, and a column it lacks is null.
+    Streamed (:func:`~loopml.data.sources.open_parquet`): Arrow's dataset scanner held
+    whole row groups, several at once; a 5-million-row file peaked at 2.2 GB. As the
+    scanner did, a file's column of another type is cast to the schema's, and a column
+    it lacks is null.
     """
     import pyarrow as pa
-    import pyarrow.parquet as pq
+
+    from loopml.data.sources import open_parquet
 
     wanted = columns if columns is not None and set(schema.names).issuperset(columns) else None
     target = schema if wanted is None else pa.schema([schema.field(name) for name in wanted])
     for name in files:
-        with pq.ParquetFile(name, pre_buffer=False, buffer_size=1 << 20) as file:
+        with open_parquet(name) as file:
             present = set(file.schema_arrow.names)
             read = [field.name for field in target if field.name in present]
             for batch in file.iter_batches(batch_size=rows, columns=read):
