@@ -26,6 +26,39 @@ __all__ = [
 
 DASH = "\u2013"  # shown for values that do not exist
 FONT = "system-ui, -apple-system, 'Segoe UI', Roboto, 'Helvetica Neue', Arial, sans-serif"
+# The base of loopml's offline report pages (the data profile, the monitoring report);
+# each page adds its own rules after it.
+REPORT_CSS = """
+:root { color-scheme: light; }
+* { box-sizing: border-box; }
+body { margin: 0; background: #f4f6f9; color: #1f2933; font: 14px/1.5 FONT; }
+.page { max-width: 1240px; margin: 0 auto; padding: 28px 24px 40px; }
+h2 { font-size: 17px; margin: 0 0 12px; }
+.section { margin-top: 28px; }
+.muted { color: #64707d; }
+.small { font-size: 12.5px; margin: 4px 0 8px; }
+.tile { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 12px 18px;
+  min-width: 140px; }
+.tile-value { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums; }
+.tile-label { color: #64707d; font-size: 12px; text-transform: uppercase;
+  letter-spacing: 0.05em; }
+.badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 11.5px;
+  font-weight: 600; white-space: nowrap; }
+table { border-collapse: collapse; width: 100%; font-size: 13px; }
+th, td { padding: 7px 12px; text-align: left; border-bottom: 1px solid #eef1f4;
+  white-space: nowrap; }
+tbody tr:last-child td { border-bottom: none; }
+tbody tr:hover { background: #f8fafc; }
+.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr));
+  gap: 16px; }
+.card { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 14px 16px;
+  min-width: 0; }
+.card-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; }
+.chart { width: 100%; min-height: 120px; }
+.empty { color: #7a8591; background: #f8f9fb; border-radius: 8px; padding: 18px;
+  text-align: center; font-size: 13px; }
+.footer { margin-top: 32px; color: #8a949f; font-size: 12px; text-align: center; }
+""".replace("FONT", FONT)
 PLOT_CONFIG = {
     "displaylogo": False,
     "responsive": True,

@@ -13,7 +13,16 @@ import itertools
 from datetime import datetime
 from typing import Any
 
-from loopml._html import DASH, FONT, PLOT_CONFIG, layout, number, percent, script_json, short_labels
+from loopml._html import (
+    DASH,
+    PLOT_CONFIG,
+    REPORT_CSS,
+    layout,
+    number,
+    percent,
+    script_json,
+    short_labels,
+)
 from loopml.data.profile import (
     ColumnProfile,
     Correlations,
@@ -401,26 +410,13 @@ _DRAW_JS = """
 })();
 """
 
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f4f6f9; color: #1f2933; font: 14px/1.5 FONT; }
-.page { max-width: 1240px; margin: 0 auto; padding: 28px 24px 40px; }
+_CSS = (
+    REPORT_CSS
+    + """
 h1 { font-size: 24px; margin: 0 0 16px; letter-spacing: -0.01em; }
-h2 { font-size: 17px; margin: 0 0 12px; }
 h3 { font-size: 15px; margin: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.section { margin-top: 28px; }
-.muted { color: #64707d; }
-.small { font-size: 12.5px; margin: 4px 0 8px; }
 .tiles { display: flex; flex-wrap: wrap; gap: 12px; margin-bottom: 12px; }
-.tile { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 12px 18px;
-  min-width: 140px; }
-.tile-value { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums; }
-.tile-label { color: #64707d; font-size: 12px; text-transform: uppercase;
-  letter-spacing: 0.05em; }
 .types { display: flex; flex-wrap: wrap; gap: 6px; }
-.badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 11.5px;
-  font-weight: 600; white-space: nowrap; }
 .badge-numeric { background: #e5edfb; color: #2a56ad; }
 .badge-datetime { background: #efe8fa; color: #643bb0; }
 .badge-categorical { background: #fcebdf; color: #b35015; }
@@ -428,12 +424,7 @@ h3 { font-size: 15px; margin: 0; overflow: hidden; text-overflow: ellipsis; whit
 .badge-text { background: #e9ecf0; color: #4c5764; }
 .table-wrap { overflow-x: auto; background: #fff; border: 1px solid #e2e6ec;
   border-radius: 10px; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { padding: 7px 12px; text-align: left; border-bottom: 1px solid #eef1f4;
-  white-space: nowrap; }
 th { background: #f8f9fb; color: #56616d; font-weight: 600; font-size: 12px; }
-tbody tr:last-child td { border-bottom: none; }
-tbody tr:hover { background: #f8fafc; }
 td.num, th:nth-child(n+3) { text-align: right; font-variant-numeric: tabular-nums; }
 td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; }
 td.name a { color: #1f2933; font-weight: 600; text-decoration: none; }
@@ -441,12 +432,6 @@ td.name a:hover { text-decoration: underline; }
 .meter { display: inline-block; width: 46px; height: 6px; margin-right: 8px;
   vertical-align: middle; background: #edf0f3; border-radius: 3px; overflow: hidden; }
 .meter span { display: block; height: 100%; background: #e0525a; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr));
-  gap: 16px; }
-.card { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 14px 16px;
-  min-width: 0; }
-.card-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; }
-.chart { width: 100%; min-height: 120px; }
 .facts { display: grid; grid-template-columns: repeat(4, minmax(0, 1fr)); gap: 6px 12px;
   margin: 10px 0 0; }
 .facts.wide { grid-template-columns: repeat(2, minmax(0, 1fr)); }
@@ -455,7 +440,5 @@ td.name a:hover { text-decoration: underline; }
   letter-spacing: 0.04em; }
 .fact dd { margin: 0; font-size: 13px; font-variant-numeric: tabular-nums;
   overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.empty { color: #7a8591; background: #f8f9fb; border-radius: 8px; padding: 18px;
-  text-align: center; font-size: 13px; }
-.footer { margin-top: 32px; color: #8a949f; font-size: 12px; text-align: center; }
-""".replace("FONT", FONT)
+"""
+)

@@ -21,8 +21,8 @@ from typing import Any
 
 from loopml._html import (
     DASH,
-    FONT,
     PLOT_CONFIG,
+    REPORT_CSS,
     layout,
     number,
     percent,
@@ -273,50 +273,24 @@ _DRAW_JS = """
 })();
 """
 
-_CSS = """
-:root { color-scheme: light; }
-* { box-sizing: border-box; }
-body { margin: 0; background: #f4f6f9; color: #1f2933; font: 14px/1.5 FONT; }
-.page { max-width: 1240px; margin: 0 auto; padding: 28px 24px 40px; }
+_CSS = (
+    REPORT_CSS
+    + """
 h1 { font-size: 24px; margin: 0 0 4px; letter-spacing: -0.01em; }
-h2 { font-size: 17px; margin: 0 0 12px; }
 h3 { font-size: 14px; margin: 0; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
-.section { margin-top: 28px; }
-.muted { color: #64707d; }
-.small { font-size: 12.5px; margin: 4px 0 8px; }
 .tiles { display: flex; flex-wrap: wrap; gap: 12px; margin: 14px 0 4px; }
-.tile { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 12px 18px;
-  min-width: 140px; }
-.tile-value { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums; }
-.tile-label { color: #64707d; font-size: 12px; text-transform: uppercase;
-  letter-spacing: 0.05em; }
 .tile.bad .tile-value { color: #c23b4a; }
-.badge { display: inline-block; border-radius: 999px; padding: 1px 9px; font-size: 11.5px;
-  font-weight: 600; white-space: nowrap; }
 .badge-bad { background: #fbe3e5; color: #b02a3a; }
 .badge-good { background: #def3e9; color: #1b7a4f; }
 .badge-neutral { background: #e9ecf0; color: #4c5764; }
 .table-wrap { overflow-x: auto; background: #fff; border: 1px solid #e2e6ec;
   border-radius: 10px; max-height: 520px; overflow-y: auto; }
-table { border-collapse: collapse; width: 100%; font-size: 13px; }
-th, td { padding: 7px 12px; text-align: left; border-bottom: 1px solid #eef1f4;
-  white-space: nowrap; }
 th { background: #f8f9fb; color: #56616d; font-weight: 600; font-size: 12px;
   position: sticky; top: 0; }
-tbody tr:last-child td { border-bottom: none; }
-tbody tr:hover { background: #f8fafc; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.name { max-width: 280px; overflow: hidden; text-overflow: ellipsis; font-weight: 600; }
 td.text { white-space: normal; min-width: 240px; }
-.cards { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr));
-  gap: 16px; }
 .cards.wide { grid-template-columns: repeat(auto-fill, minmax(540px, 1fr)); }
-.card { background: #fff; border: 1px solid #e2e6ec; border-radius: 10px; padding: 14px 16px;
-  min-width: 0; }
-.card-head { display: flex; align-items: center; justify-content: space-between; gap: 8px; }
-.chart { width: 100%; min-height: 120px; }
-.empty { color: #7a8591; background: #f8f9fb; border-radius: 8px; padding: 18px;
-  text-align: center; font-size: 13px; }
 .subheading { margin-top: 20px; }
-.footer { margin-top: 32px; color: #8a949f; font-size: 12px; text-align: center; }
-""".replace("FONT", FONT)
+"""
+)
