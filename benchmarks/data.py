@@ -49,7 +49,6 @@ import math
 import platform
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -60,6 +59,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from _common import mb, say, summary
 
 HERE = Path(__file__).resolve().parent
 GX_PYTHON = HERE / ".venv-gx" / "bin" / "python"
@@ -590,26 +590,9 @@ def child_main(argv: list[str]) -> int:
 # -- the parent ------------------------------------------------------------------------
 
 
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 def check(condition: bool, message: str) -> None:
     if not condition:
         raise SystemExit(f"benchmark check failed: {message}")
-
-
-def summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "samples": samples,
-    }
-
-
-def mb(value: float) -> float:
-    return round(value / (1 << 20), 1)
 
 
 @dataclass

@@ -51,13 +51,14 @@ import importlib.metadata
 import json
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _common import mb, say, summary
 
 HERE = Path(__file__).resolve().parent
 EVIDENTLY_PYTHON = HERE / ".venv-evidently" / "bin" / "python"
@@ -322,23 +323,6 @@ def child_main(argv: list[str]) -> int:
 
 
 # -- the parent ----------------------------------------------------------------------------
-
-
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "samples": samples,
-    }
-
-
-def mb(value: float) -> float:
-    return round(value / (1 << 20), 1)
 
 
 class Runner:

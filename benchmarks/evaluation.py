@@ -33,7 +33,6 @@ import json
 import math
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -42,14 +41,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import say
 from sklearn import metrics as sk
 from sklearn.linear_model import LogisticRegression
 
 import loopml
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_data(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -119,13 +115,13 @@ def main() -> None:
             if not math.isclose(check.metrics[name], expected[name], rel_tol=1e-9):
                 raise SystemExit(f"loopml {name} {check.metrics[name]} != sklearn {expected[name]}")
 
-        _log(f"sklearn metric functions on {rows:,} rows ...")
+        say(f"sklearn metric functions on {rows:,} rows ...")
         results["sklearn_seconds"] = time_it(sklearn_metrics, repeats)
-        _log("loopml ws.evaluate (bootstrap=200, robustness=False) ...")
+        say("loopml ws.evaluate (bootstrap=200, robustness=False) ...")
         results["loopml_seconds"] = time_it(
             lambda: ws.evaluate(run, data, "label", bootstrap=200, robustness=False), repeats
         )
-        _log("loopml ws.evaluate (+ slices, sensitive, robustness) ...")
+        say("loopml ws.evaluate (+ slices, sensitive, robustness) ...")
         results["loopml_full_seconds"] = time_it(
             lambda: ws.evaluate(
                 run, data, "label", slices=["segment", "x0"], sensitive="group", robustness=True
@@ -155,7 +151,7 @@ def main() -> None:
                         evaluator_config={"log_model_explainability": False},
                     )
 
-                _log("mlflow.models.evaluate ...")
+                say("mlflow.models.evaluate ...")
                 results["mlflow_seconds"] = time_it(run_mlflow, repeats)
 
     for key in [k for k in results if k.endswith("_seconds")]:
@@ -163,7 +159,7 @@ def main() -> None:
     if "mlflow_median" in results:
         results["speedup_vs_mlflow"] = results["mlflow_median"] / results["loopml_median"]
     results["ratio_to_sklearn"] = results["loopml_median"] / results["sklearn_median"]
-    _log(json.dumps({k: v for k, v in results.items() if not k.endswith("_seconds")}, indent=1))
+    say(json.dumps({k: v for k, v in results.items() if not k.endswith("_seconds")}, indent=1))
     print(json.dumps(results))
 
 

@@ -38,7 +38,6 @@ import importlib.metadata
 import json
 import platform
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -47,6 +46,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import say
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -56,10 +56,6 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 import loopml
 
 TARGETS = {"register_speedup_vs_mlflow_fast_path_min": 10.0, "alias_median_ms_max": 0.5}
-
-
-def _log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def make_model(rows: int = 5_000) -> tuple[Pipeline, pd.DataFrame]:
@@ -216,9 +212,9 @@ def main() -> None:
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        _log(f"loopml: {n} runs, then register each ...")
+        say(f"loopml: {n} runs, then register each ...")
         ours = bench_loopml(root, model, frame, n, lookups)
-        _log(f"mlflow: {n} runs, then register each ...")
+        say(f"mlflow: {n} runs, then register each ...")
         theirs = bench_mlflow(root, model, frame, n, lookups, args.defaults)
     assert ours["predictions"] == theirs["predictions"], "both sides must load the same model"
     speedup_register = theirs["register_ms"]["median"] / ours["register_ms"]["median"]

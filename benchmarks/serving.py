@@ -78,6 +78,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from _common import say, summary
 from sklearn.ensemble import RandomForestClassifier
 
 QUIET = {
@@ -133,10 +134,6 @@ function done(summary, latency, _)
     latency:percentile(99.9)))
 end
 """
-
-
-def _log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 # -- the model and the data ---------------------------------------------------------------
@@ -546,15 +543,6 @@ def run_wrk(
     }
 
 
-def stats(values: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "samples": values,
-    }
-
-
 # -- the loopml side, run in loopml's environment ---------------------------------------------
 def loopml_setup(folder: Path) -> None:
     """`serving.py _loopml-setup FOLDER`: log, register and promote the pickled model in
@@ -694,7 +682,7 @@ def prepare(root: Path, args: argparse.Namespace, model: Any, traffic: pd.DataFr
         pip_requirements=requirements,
         input_example=traffic.head(5),
     )
-    _log(f"MLflow model saved in {time.perf_counter() - started:.1f} s")
+    say(f"MLflow model saved in {time.perf_counter() - started:.1f} s")
     # MLflow's modules were compiled to bytecode by pip; loopml's editable source is
     # compiled on first import, and never under PYTHONDONTWRITEBYTECODE: compile it now,
     # so that start-up times compare installed packages with installed packages.
@@ -737,7 +725,7 @@ def serve_configs(
                 entry["ready_s"].append(ready)
                 entry["ready_cpu_s"].append(server.ready_cpu_s)
                 life["load_1m_at_start"] = os.getloadavg()[0]
-                _log(
+                say(
                     f"repeat {repeat + 1}: {config.name} ready in {ready:.2f} s "
                     f"({server.ready_cpu_s:.2f} CPU-s; load {life['load_1m_at_start']:.2f})"
                 )
@@ -790,7 +778,7 @@ def serve_configs(
                         if "rows_per_model_call" in found
                         else ""
                     )
-                    _log(
+                    say(
                         f"  {key:7s} {found['rps']:9.1f} req/s  p50 {found['p50_ms']:8.2f} ms  "
                         f"p99 {found['p99_ms']:8.2f} ms  errors {found['errors']}  "
                         f"server {found['server_cpu_cores']:.2f} cores, "
@@ -799,7 +787,7 @@ def serve_configs(
                     )
             except Exception as error:
                 entry.setdefault("failures", []).append(f"repeat {repeat + 1}: {error}")
-                _log(f"  {config.name} FAILED: {error}")
+                say(f"  {config.name} FAILED: {error}")
             finally:
                 stopping = time.perf_counter()
                 server.stop()
@@ -807,7 +795,7 @@ def serve_configs(
                 life["stop"] = time.time()
                 if config.tool == "loopml" and config.log:
                     life["rows_logged"] = logged_rows(setup, life["start"], life["stop"])
-                    _log(
+                    say(
                         f"  stopped in {life['stop_s']:.1f} s; prediction log: "
                         f"{life['rows_logged']} rows for {life['rows_sent']} rows answered "
                         f"(+ at most {life['in_flight']} in flight when wrk stopped)"
@@ -815,14 +803,14 @@ def serve_configs(
                 entry.setdefault("lives", []).append(life)
     for entry in results.values():
         if entry["ready_s"]:
-            entry["ready_s"] = stats(entry["ready_s"])
-            entry["ready_cpu_s"] = stats(entry["ready_cpu_s"])
+            entry["ready_s"] = summary(entry["ready_s"])
+            entry["ready_cpu_s"] = summary(entry["ready_cpu_s"])
         for key in ("single", "rows100"):
             samples = entry[key]
             if not samples:
                 continue
             entry[key] = {
-                metric: stats([s[metric] for s in samples])
+                metric: summary([s[metric] for s in samples])
                 for metric in (
                     "rps",
                     "rows_per_s",
@@ -840,7 +828,7 @@ def serve_configs(
             entry[key]["errors_total"] = sum(s["errors"] for s in samples)
             per_call = [s["rows_per_model_call"] for s in samples if "rows_per_model_call" in s]
             if per_call:
-                entry[key]["rows_per_model_call"] = stats(per_call)
+                entry[key]["rows_per_model_call"] = summary(per_call)
             entry[key]["runs"] = samples
     return results
 
@@ -868,11 +856,11 @@ def batch_scoring(
     for jobs in (1, 2):
         seconds = bare(jobs)
         found[f"bare_sklearn_{jobs}_thread"] = {
-            "seconds": stats(seconds),
+            "seconds": summary(seconds),
             "rows_per_s": rows / statistics.median(seconds),
         }
         rate = rows / statistics.median(seconds)
-        _log(f"bare sklearn predict, n_jobs={jobs}: {rate:,.0f} rows/s")
+        say(f"bare sklearn predict, n_jobs={jobs}: {rate:,.0f} rows/s")
     # The model's own ceiling on this machine: chunks of 100,000 rows scored two at a
     # time in threads (the trees release the GIL), as `loopml predict` schedules them.
     from concurrent.futures import ThreadPoolExecutor
@@ -885,10 +873,10 @@ def batch_scoring(
             list(pool.map(model.predict_proba, chunks))
             seconds.append(time.perf_counter() - started)
     found["bare_sklearn_2_threads_chunked"] = {
-        "seconds": stats(seconds),
+        "seconds": summary(seconds),
         "rows_per_s": rows / statistics.median(seconds),
     }
-    _log(f"bare sklearn predict_proba, 2 threads: {rows / statistics.median(seconds):,.0f} rows/s")
+    say(f"bare sklearn predict_proba, 2 threads: {rows / statistics.median(seconds):,.0f} rows/s")
     started = time.perf_counter()
     pd.read_parquet(source)
     found["read_parquet_s"] = time.perf_counter() - started
@@ -904,18 +892,18 @@ def batch_scoring(
         seconds = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
         labels = np.load(setup.root / "onnx-labels.npy")
         found["bare_onnx"] = {
-            "seconds": stats(seconds),
+            "seconds": summary(seconds),
             "rows_per_s": rows / statistics.median(seconds),
             "differ_from_sklearn": int((labels.astype(int) != expected).sum()),
         }
-        _log(f"bare ONNX predict: {rows / statistics.median(seconds):,.0f} rows/s")
+        say(f"bare ONNX predict: {rows / statistics.median(seconds):,.0f} rows/s")
     else:
         found["bare_onnx"] = {"failed": done.stderr[-1000:]}
 
     why_not = loopml_command_ready(setup.loopml_bin, "predict")
     if why_not:
         found["loopml_predict"] = {"not_run": why_not}
-        _log(f"loopml predict not run: {why_not}")
+        say(f"loopml predict not run: {why_not}")
         return found
     small = setup.root / "batch-1000.parquet"
     frame.head(1000).to_parquet(small)
@@ -948,9 +936,9 @@ def batch_scoring(
             entry = found.setdefault(key, {"command": run.pop("command"), "runs": []})
             entry["runs"].append(run)
             if "failed" in run:
-                _log(f"loopml predict {' '.join(extra)} FAILED: {run['failed']}")
+                say(f"loopml predict {' '.join(extra)} FAILED: {run['failed']}")
                 return found
-            _log(
+            say(
                 f"loopml predict {path.name} {' '.join(extra)}: {run['seconds']:.2f} s, "
                 f"{run['rows_out'] / run['seconds']:,.0f} rows/s, "
                 f"{run['cpu_seconds']:.1f} CPU-s, {run['max_rss_bytes'] / 2**20:,.0f} MiB peak, "
@@ -958,8 +946,8 @@ def batch_scoring(
             )
     for key, _path, _, wanted in variants:
         seconds = [r["seconds"] for r in found[key]["runs"]]
-        found[key]["seconds"] = stats(seconds)
-        found[key]["cpu_seconds"] = stats([r["cpu_seconds"] for r in found[key]["runs"]])
+        found[key]["seconds"] = summary(seconds)
+        found[key]["cpu_seconds"] = summary([r["cpu_seconds"] for r in found[key]["runs"]])
         found[key]["max_rss_bytes"] = max(r["max_rss_bytes"] for r in found[key]["runs"])
         found[key]["rows_per_s"] = len(wanted) / statistics.median(seconds)
     # Rows/s once the command is running: the 1,000-row run's time (and CPU) taken off.
@@ -984,7 +972,7 @@ def batch_scoring(
                 "loopml_predict_big_no_log"):  # fmt: skip
         if key in found:
             entry = found[key]
-            _log(
+            say(
                 f"{key}: whole command {entry['rows_per_s']:,.0f} rows/s; without the fixed "
                 f"cost {entry['rows_per_s_without_fixed_cost']:,.0f} rows/s, "
                 f"{entry['cpu_s_per_million_rows_without_fixed_cost']:.2f} CPU-s per million rows"
@@ -1256,7 +1244,7 @@ def main() -> None:
         model.predict(traffic.iloc[i : i + 1])
         single.append(time.perf_counter() - t)
     bare_single_ms = 1000 * statistics.median(single)
-    _log(f"model fitted; bare in-process predict of one row: {bare_single_ms:.2f} ms")
+    say(f"model fitted; bare in-process predict of one row: {bare_single_ms:.2f} ms")
 
     folder = Path(tempfile.mkdtemp(prefix="loopml-serving-"))
     result: dict[str, Any] = {"benchmark": "serving", "date": date}
@@ -1284,10 +1272,10 @@ def main() -> None:
             loopml_side["onnx_vs_pickle_differ_on_2000_rows"] = sum(
                 int(a != b) for a, b in zip(info["pickle_labels"], info["onnx_labels"], strict=True)
             )
-            _log(f"loopml: {MODEL} v{info['version']} registered; ONNX: {info['onnx_parity']}")
+            say(f"loopml: {MODEL} v{info['version']} registered; ONNX: {info['onnx_parity']}")
             if why_not:
                 loopml_side["serve_not_run"] = why_not
-                _log(f"loopml serve not available, skipping its configurations: {why_not}")
+                say(f"loopml serve not available, skipping its configurations: {why_not}")
                 configs = [c for c in configs if c.tool != "loopml"]
 
             serve: dict[str, Any] = {}
@@ -1342,14 +1330,14 @@ def main() -> None:
             )
     finally:
         if args.keep:
-            _log(f"kept {folder}")
+            say(f"kept {folder}")
         else:
             shutil.rmtree(folder, ignore_errors=True)
     for name, target in result.get("targets", {}).items():
         verdict = "PASS" if target["met"] else "FAIL"
-        _log(f"{verdict} {name}: {target['got']} (need {target['need']})")
+        say(f"{verdict} {name}: {target['got']} (need {target['need']})")
         if name == "batch_rows_per_s":
-            _log(
+            say(
                 f"  judged: {target['judged']}; not judged: the whole command on "
                 f"{target['whole_command_rows']:,} rows {target['whole_command_rows_per_s']:,.0f}"
                 f" rows/s, without the fixed cost "

@@ -41,14 +41,14 @@ import platform
 import random
 import shutil
 import sqlite3
-import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from _common import say, summary
 
 FILTER = "metrics.auc > 0.8"
 ORDER_BY = ["metrics.auc DESC"]
@@ -93,10 +93,6 @@ QUICK = Sizes(
 )
 
 
-def say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
 @contextlib.contextmanager
 def quiet_gc() -> Iterator[None]:
     """Collects before a timed section and keeps the cyclic collector out of it."""
@@ -106,15 +102,6 @@ def quiet_gc() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def summary(samples: list[float]) -> dict[str, Any]:
-    return {
-        "median": statistics.median(samples),
-        "min": min(samples),
-        "max": max(samples),
-        "samples": samples,
-    }
 
 
 def check(condition: bool, message: str) -> None:
