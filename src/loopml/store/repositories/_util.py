@@ -18,3 +18,11 @@ def upsert(connection: Connection, table: Any) -> Any:
     raise NotImplementedError(
         f"loopml's metadata store supports SQLite and PostgreSQL, not {dialect}"
     )
+
+
+def insert_new(connection: Connection, table: Any, values: Any, unique: str, key: Any) -> Any:
+    """Inserts ``values`` unless a row with the same ``unique`` value exists; returns the
+    new row's ``key``, or None when one existed. RETURNING, not rowcount: psycopg reports
+    -1 for an INSERT that returns."""
+    stmt = upsert(connection, table).on_conflict_do_nothing(index_elements=[unique]).returning(key)
+    return connection.execute(stmt, values).scalar_one_or_none()

@@ -21,7 +21,7 @@ from loopml._time import now_ms
 from loopml.errors import NotFoundError, ValidationError
 from loopml.store.database import Database
 from loopml.store.models import DeploymentRequestRow
-from loopml.store.repositories._util import upsert
+from loopml.store.repositories._util import insert_new
 
 __all__ = ["LIVE_STATES", "DeploymentRepository", "DeploymentRequestRecord", "live_key"]
 
@@ -86,13 +86,10 @@ class DeploymentRepository:
 
         def write() -> tuple[str, bool]:
             with self.db.write() as connection:
-                # RETURNING, not rowcount: psycopg reports -1 for an INSERT that returns.
-                stmt = (
-                    upsert(connection, DeploymentRequestRow)
-                    .on_conflict_do_nothing(index_elements=["live_key"])
-                    .returning(DeploymentRequestRow.request_id)
-                )
-                inserted = connection.execute(stmt, values).scalar_one_or_none()
+                inserted = insert_new(
+                    connection, DeploymentRequestRow, values, "live_key",
+                    DeploymentRequestRow.request_id,
+                )  # fmt: skip
                 if inserted is not None:
                     return str(inserted), True
                 live = connection.execute(

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from loopml._time import now_ms
 from loopml.store.database import Database
 from loopml.store.models import AlertRow, MonitorCursorRow, MonitorPointRow
-from loopml.store.repositories._util import upsert
+from loopml.store.repositories._util import insert_new, upsert
 
 __all__ = ["AlertRecord", "CursorRecord", "MonitorRepository", "PointRecord"]
 
@@ -187,14 +187,7 @@ class MonitorRepository:
 
         def write() -> tuple[int, bool]:
             with self.db.write() as connection:
-                # RETURNING, not rowcount: psycopg reports -1 for an INSERT that returns
-                # the generated key.
-                stmt = (
-                    upsert(connection, AlertRow)
-                    .on_conflict_do_nothing(index_elements=["open_key"])
-                    .returning(AlertRow.alert_id)
-                )
-                inserted = connection.execute(stmt, values).scalar_one_or_none()
+                inserted = insert_new(connection, AlertRow, values, "open_key", AlertRow.alert_id)
                 if inserted is not None:
                     return int(inserted), True
                 alert_id = connection.execute(
