@@ -428,12 +428,14 @@ class Workspace:
         until: TimeLike | None = None,
         version: int | None = None,
         source: str | None = None,
+        columns: Sequence[str] | None = None,
     ) -> pd.DataFrame:
-        """The logged predictions of ``model`` with ``since <= time < until``, oldest first;
-        see :func:`loopml.serving.feedback.predictions` (``source``: online or batch)."""
+        """The logged predictions of ``model`` with ``since <= time < until``, oldest first
+        (only ``columns`` of them when given: only those are read); see
+        :func:`loopml.serving.feedback.predictions` (``source``: online or batch)."""
         from loopml.serving.feedback import predictions
 
-        return predictions(self, model, since, until, version, source)
+        return predictions(self, model, since, until, version, source, columns)
 
     def delete_predictions(self, before: TimeLike, model: str | None = None) -> int:
         """Drops logged predictions older than ``before`` (whole files); returns the rows

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pytest
 import loopml
 from loopml.errors import ConflictError, NotFoundError, ValidationError
 from loopml.serving.batch import score
-from loopml.serving.feedback import prediction_files
+from loopml.serving.feedback import prediction_files, predictions
 from loopml.serving.predlog import PredictionLog
 
 FEATURES = [f"f{i}" for i in range(5)]
@@ -116,8 +118,8 @@ def test_logged_rows_are_what_logging_the_prepared_frame_stores(
     ws: loopml.Workspace, tmp_path: Path
 ) -> None:
     # NaN values and nulls in the model's floats, an int and a text column kept: the
-    # rows a job logs from its Arrow input equal those the log stores for the DataFrame
-    # the model received (with the kept columns), as it stored every chunk before.
+    # rows a job logs by reference to its input file read back as those the log stores
+    # for the DataFrame the model received (with the kept columns), logged inline.
     frame = features(1300, seed=6)
     values = frame["f2"].to_numpy().copy()
     values[::7] = np.nan
@@ -132,6 +134,7 @@ def test_logged_rows_are_what_logging_the_prepared_frame_stores(
     )
     source = tmp_path / "input.parquet"
     pq.write_table(table, source, row_group_size=400)
+    began = time.time()
     result = score(ws, "models:/rf/1", source, tmp_path / "out.parquet", chunk_rows=500,
                    keep=["customer", "visits"])  # fmt: skip
     model = ws.registry.load("models:/rf/1")
@@ -147,11 +150,96 @@ def test_logged_rows_are_what_logging_the_prepared_frame_stores(
             probabilities=output[["proba_no", "proba_yes"]].to_numpy(), latency_ms=1.0,
             source="batch",
         )  # fmt: skip
-    by_job = stored(ws, "rf", result.request_id)
-    by_frame = stored(ws, "rf-by-frame", "frame")
     logged = [*prepared.columns, "row", "prediction", "proba_no", "proba_yes"]
-    assert by_job.select(logged).equals(by_frame.select(logged))
-    assert by_job.column("f2").null_count == len(values[::7])
+    by_job = predictions(ws, "rf", since=began, columns=["request_id", *logged])
+    assert set(by_job["request_id"]) == {result.request_id}
+    by_frame = predictions(ws, "rf-by-frame", columns=logged)
+    pd.testing.assert_frame_equal(by_job[logged], by_frame)
+    assert by_job["f2"].isna().sum() == len(values[::7])
+    # By reference: the job's log file holds no inputs; the index names the input's blob.
+    files = prediction_files(ws, "rf", since=began)
+    assert files and sum(file.rows for file in files) == 1300
+    for file in files:
+        assert file.inputs_columns == ("f0", "f1", "f2", "f3", "f4", "customer", "visits")
+        assert not {*file.inputs_columns, "visits"} & set(
+            pq.read_schema(path(ws, file.sha256)).names
+        )
+        assert file.inputs_sha256 is not None
+        assert Path(path(ws, file.inputs_sha256)).read_bytes() == source.read_bytes()
+
+
+def test_a_dataset_version_is_logged_by_reference_to_its_own_blob(
+    ws: loopml.Workspace, tmp_path: Path
+) -> None:
+    # Nothing of the input is copied: the log's files refer to the version's blob, and
+    # the prediction log and monitoring read its rows back.
+    began = time.time()
+    blobs_before = {sha for sha, _, _ in ws.artifacts.list_objects()}
+    result = score(ws, "models:/rf/1", "inputs@1", tmp_path / "out.parquet", chunk_rows=300)
+    files = prediction_files(ws, "rf", since=began)
+    version = ws.data.version("inputs@1")
+    assert {file.inputs_sha256 for file in files} == {version.blob_sha256}
+    new_blobs = {sha for sha, _, _ in ws.artifacts.list_objects()} - blobs_before
+    assert new_blobs == {file.sha256 for file in files}  # the log files alone
+    logged = ws.predictions("rf", since=began)
+    dataset = ws.data.get("inputs@1")
+    pd.testing.assert_frame_equal(logged[FEATURES], dataset[FEATURES])
+    assert logged["prediction"].tolist() == pd.read_parquet(result.output)["prediction"].tolist()
+    window = ws.monitor.evaluate("models:/rf/1", *window_around(began), record_points=False)
+    assert window.rows == 700
+    assert window.drift is not None
+    assert set(window.drift.to_frame()["feature"]) == set(FEATURES)
+
+
+def window_around(began: float) -> tuple[dt.datetime, dt.datetime]:
+    start = dt.datetime.fromtimestamp(began, dt.UTC)
+    return start, dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)
+
+
+def test_csv_and_folder_inputs_are_logged_inline(
+    ws: loopml.Workspace, input_file: Path, tmp_path: Path
+) -> None:
+    csv = tmp_path / "input.csv"
+    pd.read_parquet(input_file).head(300).to_csv(csv, index=False)
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for i in range(2):
+        features(100, seed=30 + i).to_parquet(folder / f"part-{i}.parquet")
+    for source, rows in [(csv, 300), (folder, 200)]:
+        began = time.time()
+        result = score(ws, "models:/price/1", source, tmp_path / f"{rows}.parquet")
+        (file,) = prediction_files(ws, "price", since=began)
+        assert file.inputs_sha256 is None
+        assert set(FEATURES) <= set(pq.read_schema(path(ws, file.sha256)).names)
+        assert result.logged_rows == rows == len(ws.predictions("price", since=began))
+
+
+def test_a_logged_input_file_outlives_its_path_until_the_log_is_deleted(
+    tmp_path: Path,
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    with loopml.Workspace.open(tmp_path / "home") as ws:
+        train = features(200, seed=40).drop(columns="customer").assign(y=lambda f: 2 * f["f0"])
+        result = ws.train(LinearRegression(), data=train, target="y", features=FEATURES)
+        ws.registry.register(result, name="lin")
+        source = tmp_path / "today.parquet"
+        features(500, seed=41).to_parquet(source)
+        score(ws, "models:/lin/1", source, tmp_path / "out.parquet", chunk_rows=128)
+        (sha,) = {file.inputs_sha256 for file in prediction_files(ws, "lin")}
+        assert sha is not None and Path(path(ws, sha)).read_bytes() == source.read_bytes()
+        expected = pd.read_parquet(source)[FEATURES]
+        source.unlink()
+        ws.gc(grace_seconds=0)
+        pd.testing.assert_frame_equal(ws.predictions("lin")[FEATURES], expected)
+        ws.delete_predictions(before=time.time() + 1)
+        ws.gc(grace_seconds=0)
+        assert not ws.artifacts.exists(sha)
+
+
+def path(ws: loopml.Workspace, sha256: str | None) -> str:
+    assert sha256 is not None
+    return ws.artifacts.object_path(sha256)
 
 
 def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
@@ -159,7 +247,8 @@ def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
 ) -> None:
     # 200,000 rows in 4 row groups, with a wide text column the model does not read,
     # scored 5,000 rows at a time: the Arrow memory in use while scoring stays a small
-    # part of the input's (the whole file was read ahead before, over 1.5 times it).
+    # part of the input's (the whole file was read ahead before, over 1.5 times it). The
+    # log may hold 20 chunks' outputs while the input file is being stored: a few MB.
     frame = features(200_000, seed=8).assign(note=lambda f: f["customer"] + " " * 100)
     source = tmp_path / "input.parquet"
     frame.to_parquet(source, row_group_size=50_000)
@@ -171,7 +260,7 @@ def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
         on_progress=lambda done, total: in_use.append(pa.total_allocated_bytes() - before),
     )  # fmt: skip
     assert len(in_use) == 40
-    assert max(in_use) < decoded / 4
+    assert max(in_use) < decoded / 3
     model = ws.registry.load("models:/rf/1")
     out = pd.read_parquet(result.output)
     assert out["prediction"].tolist() == list(model.predict(frame))

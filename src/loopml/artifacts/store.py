@@ -75,13 +75,24 @@ class ArtifactStore:
         self.fs.invalidate_cache(path)
         return bool(self.fs.exists(path))
 
-    def put_file(self, path: str | os.PathLike[str], *, move: bool = False) -> StoredBlob:
+    def put_file(
+        self, path: str | os.PathLike[str], *, move: bool = False, once: bool = False
+    ) -> StoredBlob:
         """Stores a local file, streaming it in chunks; returns its hash and size.
 
         ``move=True`` hands over a file nobody else holds (a finished temporary file): on
         a local store it is renamed into place instead of read and copied a second time.
+        ``once=True`` reads the file once, hashing what it copies, for a big file that is
+        likely new (by default it is hashed first and not copied when already stored,
+        and a file that changed while being copied is refused).
         """
         source = Path(path)
+        if once and not move:
+            try:
+                with source.open("rb") as handle:
+                    return self._write(handle)
+            except FileNotFoundError:
+                raise NotFoundError(f"{path} does not exist; check the path you passed.") from None
         digest, size = _hash_file(source)
         if self.exists(digest):
             return StoredBlob(digest, size)

@@ -327,37 +327,19 @@ class Monitor:
     ) -> Iterator[pa.RecordBatch]:
         """Record batches of the version's logged rows in the window, with the columns
         ``wanted`` (inputs stored as ``input.<name>`` come back under their own name)."""
-        import pyarrow as pa
-        import pyarrow.dataset as ds
+        from loopml.serving.feedback import prediction_files, scan
 
-        from loopml.serving.feedback import _arrow_filesystem, prediction_files
-
-        start_ms, end_ms = to_ms(result.start), to_ms(result.end)
         files = prediction_files(self._ws, version.name, result.start, result.end, version.version)
-        by_schema: dict[tuple[tuple[str, str], ...], list[Any]] = {}
-        for file in files:
-            by_schema.setdefault(tuple(file.schema), []).append(file)
-        kind = pa.timestamp("us", tz="UTC")
-        condition = (ds.field("time") >= pa.scalar(start_ms * 1000, kind)) & (
-            ds.field("time") < pa.scalar(end_ms * 1000, kind)
-        )
-        filesystem = _arrow_filesystem(self._ws)
-        for schema, group in by_schema.items():
-            stored = {name for name, _ in schema}
+        stored = [*wanted, *(f"input.{name}" for name in wanted)]
+        batches = scan(self._ws, files, to_ms(result.start), to_ms(result.end), stored, _BATCH_ROWS)
+        for batch in batches:
+            present = set(batch.schema.names)
             columns = {
-                name: (f"input.{name}" if f"input.{name}" in stored else name)
+                name: (f"input.{name}" if f"input.{name}" in present else name)
                 for name in wanted
-                if name in stored or f"input.{name}" in stored
+                if name in present or f"input.{name}" in present
             }
-            dataset = ds.dataset(
-                [self._ws.artifacts.object_path(file.sha256) for file in group],
-                format="parquet",
-                filesystem=filesystem,
-            )
-            for batch in dataset.to_batches(
-                columns=list(columns.values()), filter=condition, batch_size=_BATCH_ROWS
-            ):
-                yield batch.rename_columns(list(columns))
+            yield batch.select(list(columns.values())).rename_columns(list(columns))
 
     def _performance(
         self,

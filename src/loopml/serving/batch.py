@@ -8,8 +8,11 @@ size. Chunks are scored one per CPU in threads while this thread reads the next 
 Parquet input only for the columns the model takes) and writes the scored ones. The rows
 are also logged to the prediction log with ``source="batch"``, under one request id per
 job (:attr:`BatchResult.request_id`) and the input's row numbers, which is how feedback
-for them is keyed; their inputs go to the log as the Arrow arrays read, not copied.
-``ray=True`` scores the chunks as Ray tasks.
+for them is keyed. A Parquet file or a dataset version is logged by reference
+(:class:`~loopml.serving.predlog.StoredInputs`): the log holds the outputs, and the
+inputs are the rows of the dataset's blob or of the input file, stored once in the
+artifact store beside the scoring; a CSV file, a folder or a DataFrame goes to the log
+column by column. ``ray=True`` scores the chunks as Ray tasks.
 
 Reading the input, scoring and writing the output share this module (past 400 lines):
 each part has one caller, :func:`score`, and they meet in its loop.
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import itertools
 import os
 import time
 import uuid
@@ -35,13 +39,16 @@ if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
+    from loopml.artifacts.store import StoredBlob
     from loopml.models import LoadedModel, Manifest
+    from loopml.serving.predlog import StoredInputs
     from loopml.workspace import Workspace
 
 __all__ = ["RUNTIMES", "BatchResult", "score"]
 
 RUNTIMES = ("pickle", "onnx")
 Progress = Callable[[int, int | None], None]
+Storer = Callable[[], "StoredBlob"]
 
 
 @dataclass(frozen=True)
@@ -144,16 +151,22 @@ def _score(
 ) -> BatchResult:
     started = time.perf_counter()
     model, name, version = _load(workspace, ref, runtime)
-    chunks, total = _chunks(workspace, input, chunk_rows, _columns_read(model, keep))
+    chunks, total, storer = _chunks(workspace, input, chunk_rows, _columns_read(model, keep))
     request_id = f"batch-{uuid.uuid4().hex}"
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
     from loopml.serving.predlog import PredictionLog
 
+    copier = ThreadPoolExecutor(1, thread_name_prefix="loopml-batch-input")
+    stored = None
+    if log and storer is not None:
+        chunks, stored = _stored_inputs(chunks, storer, copier)
     prediction_log = (
         PredictionLog(
             workspace,
-            queue_rows=2 * chunk_rows,
+            # By reference a row waits as its outputs only; room for the seconds the
+            # input file takes to store, so that scoring goes on meanwhile.
+            queue_rows=(20 if stored is not None else 2) * chunk_rows,
             flush_rows=chunk_rows,
             on_full="block",
             block_seconds=3600.0,  # a batch job waits for its log rather than losing rows
@@ -165,13 +178,15 @@ def _score(
     try:
         with _OutputFile(partial) as out:
             scorer = _RayScorer(model) if ray else _LocalScorer(model)
+            inline = prediction_log is not None and stored is None
             try:
-                for scored in scorer.run(chunks, keep, log=prediction_log is not None):
+                for scored in scorer.run(chunks, keep, log_inputs=inline):
                     out.write(scored.output)
                     if prediction_log is not None:
                         prediction_log.log(
                             model=name, version=version, request_id=request_id,
-                            inputs=scored.inputs, predictions=scored.predictions,
+                            inputs=scored.inputs if stored is None else stored,
+                            predictions=scored.predictions,
                             probabilities=scored.probabilities, classes=model.classes,
                             latency_ms=scored.seconds * 1000, source="batch", row_offset=rows,
                         )  # fmt: skip
@@ -185,6 +200,7 @@ def _score(
         partial.unlink(missing_ok=True)
         if prediction_log is not None:
             prediction_log.close(timeout=3600.0)
+        copier.shutdown(wait=True)
     logged = 0 if prediction_log is None else prediction_log.written
     seconds = time.perf_counter() - started
     return BatchResult(rows, seconds, target, request_id, name, version, logged)
@@ -210,6 +226,20 @@ def _load(workspace: Workspace, ref: Any, runtime: str) -> tuple[LoadedModel, st
 
 
 # -- input --------------------------------------------------------------------------
+def _stored_inputs(
+    chunks: Iterator[pa.RecordBatch], storer: Storer, copier: ThreadPoolExecutor
+) -> tuple[Iterator[pa.RecordBatch], StoredInputs | None]:
+    """The chunks again, and the log's reference to their rows (the columns the first
+    chunk has), the input being stored by ``copier`` meanwhile; None for an empty input."""
+    from loopml.serving.predlog import StoredInputs
+
+    first = next(chunks, None)
+    if first is None:
+        return iter(()), None
+    schema = tuple((field.name, str(field.type)) for field in first.schema)
+    return itertools.chain([first], chunks), StoredInputs(copier.submit(storer), schema)
+
+
 def _columns_read(model: LoadedModel, keep: Sequence[str]) -> list[str] | None:
     """The input columns a job needs (the signature's, then ``keep``), or None for all
     (a model without a signature takes whatever it is given)."""
@@ -222,17 +252,19 @@ def _columns_read(model: LoadedModel, keep: Sequence[str]) -> list[str] | None:
 
 def _chunks(
     workspace: Workspace, source: Any, chunk_rows: int, columns: Sequence[str] | None = None
-) -> tuple[Iterator[pa.RecordBatch], int | None]:
-    """The input as record batches of ``chunk_rows`` rows (the last one shorter), and
-    the number of rows when known up front. A Parquet input is read for ``columns``
-    only (when it has them all); other inputs come whole."""
+) -> tuple[Iterator[pa.RecordBatch], int | None, Storer | None]:
+    """The input as record batches of ``chunk_rows`` rows (the last one shorter), the
+    number of rows when known up front, and for a single Parquet file or a dataset
+    version, how to have it as a blob in the artifact store (whose row n is chunk row n).
+    A Parquet input is read for ``columns`` only (when it has them all); other inputs
+    come whole."""
     import pandas as pd
 
     if isinstance(source, pd.DataFrame):
         import pyarrow as pa
 
         table = pa.Table.from_pandas(source, preserve_index=False)
-        return iter(table.to_batches(max_chunksize=chunk_rows)), table.num_rows
+        return iter(table.to_batches(max_chunksize=chunk_rows)), table.num_rows, None
     path = Path(source)
     if path.is_dir() or path.suffix.lower() in (".parquet", ".pq"):
         if not path.exists():
@@ -248,14 +280,15 @@ def _chunks(
             with pq.ParquetFile(path) as file:
                 files, schema, rows = [str(path)], file.schema_arrow, file.metadata.num_rows
         batches = _parquet_batches(files, schema, chunk_rows, columns)
-        return _rechunk(batches, chunk_rows), rows
+        storer = None if path.is_dir() else functools.partial(_store_file, workspace, path)
+        return _rechunk(batches, chunk_rows), rows, storer
     if path.name.lower().endswith((".csv", ".csv.gz")):
         if not path.exists():
             raise NotFoundError(f"No input file {path}.")
         import pyarrow.csv as pv
 
         reader = pv.open_csv(path, read_options=pv.ReadOptions(block_size=1 << 24))
-        return _rechunk(iter(reader), chunk_rows), None
+        return _rechunk(iter(reader), chunk_rows), None, None
     if path.exists():
         raise ValidationError(
             f"Cannot score {path}: give a Parquet file or folder (.parquet) or a CSV file "
@@ -269,7 +302,23 @@ def _chunks(
         ) from None
     names = {field["name"] for field in version.schema}
     wanted = columns if columns is not None and names.issuperset(columns) else None
-    return _rechunk(workspace.data.batches(version, chunk_rows, wanted), chunk_rows), version.rows
+    batches = workspace.data.batches(version, chunk_rows, wanted)
+    blob = version.blob_sha256
+    storer = functools.partial(_stored_blob, workspace, blob)
+    return _rechunk(batches, chunk_rows), version.rows, storer
+
+
+def _store_file(workspace: Workspace, path: Path) -> StoredBlob:
+    """An input file in the artifact store, read once: it is most likely new."""
+    return workspace.artifacts.put_file(path, once=True)
+
+
+def _stored_blob(workspace: Workspace, sha256: str) -> StoredBlob:
+    """A blob stored already (a dataset version's)."""
+    from loopml.artifacts.store import StoredBlob
+
+    store = workspace.artifacts
+    return StoredBlob(sha256, int(store.fs.size(store.object_path(sha256))))
 
 
 def _parquet_batches(
@@ -395,11 +444,13 @@ class _LocalScorer:
         self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="loopml-batch")
 
     def run(
-        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log: bool
+        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log_inputs: bool
     ) -> Iterator[_Scored]:
         pending: deque[Any] = deque()
         for batch in chunks:
-            pending.append(self._pool.submit(_score_in_thread, self._model, batch, keep, log))
+            pending.append(
+                self._pool.submit(_score_in_thread, self._model, batch, keep, log_inputs)
+            )
             if len(pending) > self._workers:
                 yield pending.popleft().result()
         while pending:
@@ -435,11 +486,11 @@ class _RayScorer:
         self._remote = ray.remote(num_cpus=1, max_retries=1)(_score_remote)
 
     def run(
-        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log: bool
+        self, chunks: Iterator[pa.RecordBatch], keep: Sequence[str], *, log_inputs: bool
     ) -> Iterator[_Scored]:
         pending: deque[Any] = deque()
         for batch in chunks:
-            pending.append(self._remote.remote(self._model, batch, keep, log))
+            pending.append(self._remote.remote(self._model, batch, keep, log_inputs))
             if len(pending) >= self._in_flight:
                 yield self._ray.get(pending.popleft())
         while pending:

@@ -12,10 +12,10 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time as _time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from loopml.errors import ValidationError
+from loopml.errors import NotFoundError, ValidationError
 from loopml.serving.predlog import RESERVED_COLUMNS, SOURCES
 from loopml.store.repositories.predictions import (
     FeedbackRecord,
@@ -38,6 +38,7 @@ __all__ = [
     "prediction_files",
     "predictions",
     "predictions_with_feedback",
+    "scan",
 ]
 
 TimeLike = dt.datetime | dt.timedelta | str | float | int
@@ -82,16 +83,25 @@ def predictions(
     when given. Files written with different input types are combined with the types
     promoted (an int column logged later as float comes back float).
     """
+    import pyarrow as pa
 
     files = prediction_files(ws, model, since, until, version, source)
-    low, high = _ms(since, "since"), _ms(until, "until")
-    by_schema: dict[tuple[tuple[str, str], ...], list[PredictionFile]] = {}
-    for file in files:
-        by_schema.setdefault(tuple(file.schema), []).append(file)
-    tables = [_scan(ws, group, low, high, columns) for group in by_schema.values()]
+    if columns is not None and files:
+        known = {name for file in files for name, _ in file.schema}
+        unknown = [name for name in columns if name not in known]
+        if unknown:
+            raise ValidationError(
+                f"The prediction log of {model!r} has no column(s) "
+                f"{', '.join(map(repr, unknown))}; it has {', '.join(sorted(known))}."
+            )
+    batches = scan(ws, files, _ms(since, "since"), _ms(until, "until"), columns)
+    tables: dict[pa.Schema, list[pa.RecordBatch]] = {}
+    for batch in batches:
+        tables.setdefault(batch.schema, []).append(batch)
     if not tables:
         return _empty(columns)
-    frame: pd.DataFrame = _combine(tables).to_pandas(ignore_metadata=True)
+    combined = _combine([pa.Table.from_batches(group, schema) for schema, group in tables.items()])
+    frame: pd.DataFrame = combined.to_pandas(ignore_metadata=True)
     if "time" in frame.columns and not frame["time"].is_monotonic_increasing:
         frame = frame.sort_values("time", kind="stable", ignore_index=True)
     return frame
@@ -122,22 +132,49 @@ def _combine(tables: list[pa.Table]) -> pa.Table:
         )
 
 
-def _scan(
+def scan(
     ws: Workspace,
-    files: list[PredictionFile],
+    files: Sequence[PredictionFile],
     since: int | None,
     until: int | None,
-    columns: Sequence[str] | None,
-) -> pa.Table:
-    """Reads files of one schema in one parallel dataset scan, filtered by time."""
+    columns: Sequence[str] | None = None,
+    batch_rows: int = 131_072,
+) -> Iterator[pa.RecordBatch]:
+    """The rows of ``files`` with ``since <= time < until`` (epoch ms; None: unbounded)
+    as record batches of the stored ``columns`` each file has (all when None), in that
+    order. Files of one schema are read in one parallel dataset scan; a batch job's file
+    gets its inputs joined back, by row, from the blob they are stored in."""
+    import pyarrow.dataset as ds
+
+    filesystem = _arrow_filesystem(ws)
+    condition = _time_filter(since, until)
+    by_schema: dict[tuple[tuple[str, str], ...], list[PredictionFile]] = {}
+    for file in files:
+        if file.inputs_sha256 is None:
+            by_schema.setdefault(tuple(file.schema), []).append(file)
+    for schema, group in by_schema.items():
+        dataset = ds.dataset(
+            [ws.artifacts.object_path(file.sha256) for file in group],
+            format="parquet",
+            filesystem=filesystem,
+        )
+        yield from dataset.to_batches(
+            columns=_present(schema, columns), filter=condition, batch_size=batch_rows
+        )
+    for file in files:
+        if file.inputs_sha256 is not None:
+            yield from _joined(ws, file, condition, columns, filesystem).to_batches(batch_rows)
+
+
+def _present(schema: Sequence[tuple[str, str]], columns: Sequence[str] | None) -> list[str]:
+    names = [name for name, _ in schema]
+    return names if columns is None else [name for name in columns if name in set(names)]
+
+
+def _time_filter(since: int | None, until: int | None) -> Any:
     import pyarrow as pa
     import pyarrow.dataset as ds
 
-    dataset = ds.dataset(
-        [ws.artifacts.object_path(file.sha256) for file in files],
-        format="parquet",
-        filesystem=_arrow_filesystem(ws),
-    )
     condition = None
     kind = pa.timestamp("us", tz="UTC")
     if since is not None:
@@ -145,7 +182,75 @@ def _scan(
     if until is not None:
         upper = ds.field("time") < pa.scalar(until * 1000, kind)
         condition = upper if condition is None else condition & upper
-    return dataset.to_table(columns=None if columns is None else list(columns), filter=condition)
+    return condition
+
+
+def _joined(
+    ws: Workspace,
+    file: PredictionFile,
+    condition: Any,
+    columns: Sequence[str] | None,
+    filesystem: Any,
+) -> pa.Table:
+    """A file logged with :class:`~loopml.serving.predlog.StoredInputs`: its rows, the
+    input columns taken from the rows of the input blob that its ``row`` column names."""
+    import pyarrow.dataset as ds
+
+    assert file.inputs_sha256 is not None
+    wanted = _present(file.schema, columns)
+    blob_names = {
+        f"input.{name}" if name in RESERVED_COLUMNS else name: name for name in file.inputs_columns
+    }
+    from_log = [name for name in wanted if name not in blob_names]
+    from_blob = [name for name in wanted if name in blob_names]
+    read = from_log + (["row"] if from_blob and "row" not in from_log else [])
+    table = ds.dataset(
+        ws.artifacts.object_path(file.sha256), format="parquet", filesystem=filesystem
+    ).to_table(columns=read, filter=condition)
+    if from_blob:
+        try:
+            inputs = _input_rows(
+                ws.artifacts.object_path(file.inputs_sha256),
+                [blob_names[name] for name in from_blob],
+                table.column("row").to_numpy(),
+                filesystem,
+            )
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"The inputs of {file.rows} logged {file.model} predictions are in the blob "
+                f"{file.inputs_sha256}, which the artifact store no longer has; read without "
+                "their input columns (columns=[...]), or drop them with delete_predictions."
+            ) from None
+        for name, column in zip(from_blob, inputs.columns, strict=True):
+            table = table.append_column(name, column)
+    return table.select(wanted)
+
+
+def _input_rows(path: str, names: list[str], rows: Any, filesystem: Any) -> pa.Table:
+    """Rows ``rows`` (ascending, as a job logs them) of ``names`` in a Parquet file,
+    reading only the row groups that hold them. NaN comes back as null, as inputs
+    logged inline store it (``pa.Table.from_pandas`` does that)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from loopml.data.sources import open_parquet
+
+    with open_parquet(path, filesystem) as source:
+        if len(rows) == 0:
+            return source.schema_arrow.empty_table().select(names)
+        sizes = [source.metadata.row_group(i).num_rows for i in range(source.num_row_groups)]
+        ends = np.cumsum(sizes)
+        first, last = np.searchsorted(ends, [rows.min(), rows.max()], side="right")
+        table = source.read_row_groups(list(range(first, last + 1)), columns=names)
+    table = table.take(pa.array(rows - (ends[first] - sizes[first])))
+    for i, field in enumerate(table.schema):
+        column = table.column(i)
+        if pa.types.is_floating(field.type) and pc.any(pc.is_nan(column)).as_py():
+            table = table.set_column(
+                i, field, pc.if_else(pc.is_nan(column), pa.scalar(None, field.type), column)
+            )
+    return table
 
 
 def _arrow_filesystem(ws: Workspace) -> Any:

@@ -469,6 +469,10 @@ class PredictionFileRow(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     schema: Mapped[str] = mapped_column(Text)  # JSON list of [name, Arrow type]
     created_at: Mapped[int] = mapped_column(BigInteger)
+    # A batch job's file holds no inputs: they are rows of this Parquet blob (its input
+    # file, or the dataset version it scored), row n being the logged row n.
+    inputs_sha256: Mapped[str | None] = mapped_column(ForeignKey("blobs.sha256"), index=True)
+    inputs_columns: Mapped[str | None] = mapped_column(Text)  # JSON list of the blob's columns
 
 
 class FeedbackRow(Base):

@@ -40,6 +40,7 @@ BLOB_REFERENCES: list[ColumnElement[Any]] = [
     ModelVersionFileRow.__table__.c.sha256,
     ModelVersionRow.__table__.c.manifest_sha256,
     PredictionFileRow.__table__.c.sha256,
+    PredictionFileRow.__table__.c.inputs_sha256,
     PipelineStepRunRow.__table__.c.output_sha256,
 ]
 

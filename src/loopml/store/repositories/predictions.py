@@ -33,6 +33,12 @@ class PredictionFile:
     sha256: str
     size: int
     schema: list[tuple[str, str]]
+    """Every column, [name, Arrow type], those of a referenced input included."""
+    inputs_sha256: str | None = None
+    """The Parquet blob holding the inputs of a batch job's file (row n is logged row n)."""
+    inputs_columns: tuple[str, ...] = ()
+    """The blob's columns that are the logged inputs (each under ``input.<name>`` in
+    ``schema`` when the log has a column of that name)."""
 
 
 @dataclass(frozen=True)
@@ -64,18 +70,23 @@ class PredictionRepository:
         sha256: str,
         size: int,
         schema: Sequence[tuple[str, str]],
+        inputs: tuple[str, int, Sequence[str]] | None = None,
     ) -> None:
-        """Records the blob and indexes the file, in one transaction."""
+        """Records the blob and indexes the file, in one transaction. ``inputs`` is the
+        (sha256, size, columns) of a blob holding the file's inputs, stored already."""
         values = {
             "model": model, "version": version, "arm": arm, "source": source,
             "min_time": min_time, "max_time": max_time, "rows": rows, "sha256": sha256,
             "size": size, "schema": json.dumps([list(pair) for pair in schema]),
+            "inputs_sha256": None if inputs is None else inputs[0],
+            "inputs_columns": None if inputs is None else json.dumps(list(inputs[2])),
         }  # fmt: skip
+        blobs = [(sha256, size)] + ([] if inputs is None else [(inputs[0], inputs[1])])
 
         def write() -> None:
             now = now_ms()
             with self.db.write() as connection:
-                _touch(connection, [(sha256, size)], now)
+                _touch(connection, blobs, now)
                 connection.execute(insert(PredictionFileRow), [values | {"created_at": now}])
 
         self.db.retry(write)
@@ -189,4 +200,5 @@ def _file(row: PredictionFileRow) -> PredictionFile:
     return PredictionFile(
         row.file_id, row.model, row.version, row.arm, row.source, row.min_time, row.max_time,
         row.rows, row.sha256, row.size, [(name, kind) for name, kind in json.loads(row.schema)],
+        row.inputs_sha256, tuple(json.loads(row.inputs_columns or "[]")),
     )  # fmt: skip
