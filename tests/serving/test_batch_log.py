@@ -174,22 +174,6 @@ def test_stored_inputs_are_read_on_s3(tmp_path: Path, s3_backend: S3Backend) -> 
     ws.close()
 
 
-def test_gc_keeps_stored_inputs_until_their_log_is_deleted(
-    sqlite_workspace: loopml.Workspace, tmp_path: Path
-) -> None:
-    ws = sqlite_workspace
-    inputs = stored_inputs(ws, INPUTS, tmp_path)
-    sha = inputs.blob.result().sha256
-    with PredictionLog(ws) as log:
-        log_chunk(log, inputs, 0)
-    ws.gc(grace_seconds=0)
-    assert ws.artifacts.exists(sha)
-    assert ws.predictions("job")["city"].tolist() == ["a", "b"]
-    ws.delete_predictions(before=time.time() + 1)
-    ws.gc(grace_seconds=0)
-    assert not ws.artifacts.exists(sha)
-
-
 def path(ws: loopml.Workspace, sha256: str | None) -> str:
     assert sha256 is not None
     return ws.artifacts.object_path(sha256)
