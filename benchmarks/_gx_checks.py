@@ -17,7 +17,6 @@ os.environ["GX_ANALYTICS_ENABLED"] = "false"  # before great_expectations is imp
 os.environ["DO_NOT_TRACK"] = "1"
 
 import argparse
-import contextlib
 import gc
 import importlib.metadata
 import json
@@ -26,28 +25,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import proc_status, release_memory, reset_peak
+
 RESULT_FORMAT = "SUMMARY"  # GX's default for a validation
-
-
-def _status(field: str) -> int:
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
-def _release() -> int:
-    """Hands freed memory back to the system (Arrow's pool, malloc); the RSS then."""
-    import ctypes
-
-    import pyarrow as pa
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    return _status("VmRSS")
 
 
 def _gx_type(frame: Any, column: str) -> str:
@@ -99,7 +79,7 @@ def main() -> int:
     import pyarrow.parquet as pq
 
     frame = pq.read_table(args.data).to_pandas()
-    rss_loaded = _release()
+    rss_loaded = release_memory()
 
     setup = time.perf_counter()
     import great_expectations as gx
@@ -119,15 +99,14 @@ def main() -> int:
     batch = batch_definition.get_batch(batch_parameters={"dataframe": frame})
     setup_s = time.perf_counter() - setup
 
-    baseline = _release()
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")  # VmHWM back to the current RSS
+    baseline = release_memory()
+    reset_peak()
     gc.disable()
     start = time.perf_counter()
     result = batch.validate(suite, result_format=RESULT_FORMAT)
     seconds = time.perf_counter() - start
     gc.enable()
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
 
     counts: dict[str, int] = {}
     errors = []

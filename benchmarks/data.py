@@ -40,7 +40,6 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["GX_ANALYTICS_ENABLED"] = "false"
 
 import argparse
-import contextlib
 import datetime as dt
 import gc
 import importlib.metadata
@@ -59,7 +58,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from _common import mb, say, summary
+from _common import mb, proc_status, release_memory, reset_peak, say, summary, without_network
 
 HERE = Path(__file__).resolve().parent
 GX_PYTHON = HERE / ".venv-gx" / "bin" / "python"
@@ -283,38 +282,10 @@ def make_sanity(folder: Path, rows: int = 20_000) -> dict[str, int]:
 # -- measuring inside a child process ---------------------------------------------------
 
 
-def _status(field_: str) -> int:
-    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field_ + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field_} in /proc/self/status")
-
-
-def _reset_peak() -> None:
-    """Sets VmHWM back to the current RSS (Linux >= 4.0)."""
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")
-
-
-def _release() -> int:
-    """Hands freed memory back to the system (Arrow's pool, malloc), so that loading
-    the data leaves no free memory for the timed step to reuse unseen; the RSS then."""
-    import ctypes
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    return _status("VmRSS")
-
-
 def _timed(run: Any) -> dict[str, Any]:
     """Runs ``run()`` with the cyclic GC off; seconds and the peak RSS increase."""
-    _release()
-    baseline = _status("VmRSS")
-    _reset_peak()
+    baseline = release_memory()
+    reset_peak()
     gc.disable()
     try:
         start = time.perf_counter()
@@ -325,7 +296,7 @@ def _timed(run: Any) -> dict[str, Any]:
     return {
         "seconds": seconds,
         "rss_before": baseline,
-        "peak_rss_increase": max(0, _status("VmHWM") - baseline),
+        "peak_rss_increase": max(0, proc_status("VmHWM") - baseline),
         "counts": counts,
     }
 
@@ -336,7 +307,7 @@ def child_ingest(spec: dict[str, Any]) -> dict[str, Any]:
     home = Path(spec["home"])
     ws = loopml.Workspace.open(home)
     try:
-        rss_before = _status("VmRSS")
+        rss_before = proc_status("VmRSS")
         cpu_before = os.times()
         start = time.perf_counter()
         version = ws.data.ingest(
@@ -355,7 +326,7 @@ def child_ingest(spec: dict[str, Any]) -> dict[str, Any]:
             "passed": bool(report is not None and report.passed),
             "checks": len(report.checks) if report is not None else 0,
             "rss_before": rss_before,
-            "peak_rss": _status("VmHWM"),
+            "peak_rss": proc_status("VmHWM"),
         }
     finally:
         ws.close()
@@ -380,7 +351,7 @@ def child_loopml(spec: dict[str, Any]) -> dict[str, Any]:
         del table
     elif variant == "batches":
         data = table.to_batches(max_chunksize=BATCH_ROWS)
-    rss_loaded = _release()
+    rss_loaded = release_memory()
 
     def run() -> dict[str, int]:
         validator = Validator(contract)
@@ -445,7 +416,7 @@ def child_pandera(spec: dict[str, Any]) -> dict[str, Any]:
             },
             strict=True,
         )
-    rss_loaded = _release()
+    rss_loaded = release_memory()
 
     def run() -> dict[str, int]:
         try:
@@ -568,7 +539,7 @@ def child_numpy(spec: dict[str, Any]) -> dict[str, Any]:
     import pyarrow.parquet as pq
 
     columns = _numpy_columns(pq.read_table(spec["file"]))
-    rss_loaded = _release()
+    rss_loaded = release_memory()
     return {"rss_loaded": rss_loaded, **_timed(lambda: numpy_checks(columns, spec["contract"]))}
 
 
@@ -630,11 +601,7 @@ class Runner:
     """Starts child processes, in a network namespace of their own when possible."""
 
     def __init__(self, isolate: bool) -> None:
-        self.prefix: list[str] = []
-        if isolate and shutil.which("unshare"):
-            probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
-            if probe.returncode == 0:
-                self.prefix = ["unshare", "--net", "--"]
+        self.prefix = without_network(isolate)
         self.isolated = bool(self.prefix)
 
     def run(self, command: list[str], cwd: Path, what: str) -> dict[str, Any]:

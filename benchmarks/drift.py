@@ -46,11 +46,11 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["EVIDENTLY_DISABLE_TELEMETRY"] = "1"
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,7 +58,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import mb, say, summary
+from _common import mb, proc_status, release_memory, reset_peak, say, summary, without_network
 
 HERE = Path(__file__).resolve().parent
 EVIDENTLY_PYTHON = HERE / ".venv-evidently" / "bin" / "python"
@@ -129,42 +129,24 @@ def write_data(folder: Path, rows: int) -> dict[str, str]:
 # -- the children --------------------------------------------------------------------------
 
 
-def _status(field: str) -> int:
-    """A field of /proc/self/status in bytes (VmRSS, VmHWM)."""
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
 def _settle() -> int:
-    """Hands memory freed while loading back to the system (Arrow's pool, malloc), sets
-    the peak (VmHWM) back to the current RSS, and returns that RSS."""
-    import contextlib
-    import ctypes
-    import gc
-
-    import pyarrow as pa
-
-    gc.collect()
-    pa.default_memory_pool().release_unused()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")  # Linux >= 4.0: VmHWM := VmRSS
-    return _status("VmRSS")
+    """Hands memory freed while loading back to the system and sets the peak (VmHWM) back
+    to the current RSS, which it returns."""
+    release_memory()
+    with contextlib.suppress(OSError):
+        reset_peak()
+    return proc_status("VmRSS")
 
 
 def _timed(run: Any) -> dict[str, Any]:
     """Runs ``run()`` after settling memory: seconds, RSS before, peak RSS increase, and the
     process's own peak (``peak_self``, loading included: a check on the parent's figure)."""
-    loading_peak = _status("VmHWM")
+    loading_peak = proc_status("VmHWM")
     rss = _settle()
     start = time.perf_counter()
     result = run()
     seconds = time.perf_counter() - start
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     return {**result, "seconds": seconds, "rss_after_load": rss, "peak_increase": peak - rss,
             "peak_self": max(loading_peak, peak)}  # fmt: skip
 
@@ -330,12 +312,8 @@ class Runner:
     ``os.wait4`` for its own peak RSS, and reads its JSON line."""
 
     def __init__(self, isolate: bool, folder: Path) -> None:
-        self.prefix: list[str] = []
+        self.prefix = without_network(isolate)
         self.folder = folder
-        if isolate and shutil.which("unshare"):
-            probe = subprocess.run(["unshare", "--net", "true"], capture_output=True)
-            if probe.returncode == 0:
-                self.prefix = ["unshare", "--net", "--"]
         self.isolated = bool(self.prefix)
 
     def run(self, kind: str, paths: dict[str, Any]) -> dict[str, Any]:

@@ -78,7 +78,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from _common import say, summary
+from _common import proc_status, say, summary
 from sklearn.ensemble import RandomForestClassifier
 
 QUIET = {
@@ -1011,7 +1011,7 @@ def run_predict(
         deadline = started + 1800
         peak = 0
         while True:
-            peak = max(peak, _peak_rss(process.pid))
+            peak = max(peak, proc_status("VmHWM", process.pid))
             pid, status, usage = os.wait4(process.pid, os.WNOHANG)
             if pid or time.perf_counter() > deadline:
                 break
@@ -1041,15 +1041,6 @@ def run_predict(
         "load_1m_before": load_before,
         "load_1m_after": os.getloadavg()[0],
     }
-
-
-def _peak_rss(pid: int) -> int:
-    """A running process's peak resident memory so far (VmHWM), 0 once it is gone."""
-    with suppress(OSError):
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
 
 
 def summarize(serve: dict[str, Any], batch: dict[str, Any] | None) -> dict[str, Any]:
