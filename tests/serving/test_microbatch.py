@@ -82,15 +82,42 @@ async def test_batches_never_exceed_max_batch_size_and_a_big_request_runs_alone(
     assert [r.predictions.tolist() for r in results][:3] == [[2, 4, 6], [8], [10, 12]]
 
 
-async def test_an_idle_server_waits_at_most_max_latency() -> None:
+async def test_a_request_waits_for_the_company_the_last_batch_had_at_most_max_latency() -> None:
     model = Model()
     with ThreadPoolExecutor(1) as executor:
-        batcher = MicroBatcher(model, executor, max_batch_size=64, max_latency_ms=5)
+        batcher = MicroBatcher(model, executor, max_batch_size=64, max_latency_ms=60)
+        alone = []
+        for _ in range(2):  # idle, after a batch of one: at once
+            started = time.perf_counter()
+            await batcher.submit(frame(1))
+            alone.append(time.perf_counter() - started)
+        await gather(batcher, [frame(1), frame(2), frame(3)])  # a batch of three
         started = time.perf_counter()
-        await batcher.submit(frame(1))
+        await batcher.submit(frame(4))  # waits for two more, in vain: the whole 60 ms
+        waited = time.perf_counter() - started
+        await batcher.close()
+    assert model.calls == [1, 1, 3, 1]
+    assert max(alone) < 0.04
+    assert 0.055 < waited < 0.5
+
+
+async def test_closed_loop_clients_are_not_kept_waiting_once_all_are_back() -> None:
+    # Four clients each sending their next request when answered: every batch holds
+    # the four, dispatched as soon as the last is back rather than after 200 ms.
+    model = Model(seconds=0.002)
+    with ThreadPoolExecutor(1) as executor:
+        batcher = MicroBatcher(model, executor, max_batch_size=64, max_latency_ms=200)
+
+        async def client(i: int) -> None:
+            for _ in range(10):
+                await batcher.submit(frame(i))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client(i) for i in range(4)))
         elapsed = time.perf_counter() - started
         await batcher.close()
-    assert 0.004 < elapsed < 0.2
+    assert model.calls == [4] * 10
+    assert elapsed < 1.0  # 10 rounds of 200 ms waiting would take 2 s
 
 
 async def test_under_load_batches_grow_while_the_model_is_busy() -> None:
