@@ -55,6 +55,16 @@ async def gather(batcher: MicroBatcher, frames: list[pd.DataFrame]) -> list[Any]
     return await asyncio.gather(*(batcher.submit(f) for f in frames), return_exceptions=True)
 
 
+async def closed_loop(batcher: MicroBatcher, clients: int, requests: int) -> None:
+    """``clients`` concurrent clients, each sending its next request once answered."""
+
+    async def client(i: int) -> None:
+        for _ in range(requests):
+            await batcher.submit(frame(i))
+
+    await asyncio.gather(*(client(i) for i in range(clients)))
+
+
 async def test_concurrent_requests_share_one_call_and_get_their_own_rows() -> None:
     model, observer = Model(), Observer()
     with ThreadPoolExecutor(1) as executor:
@@ -107,13 +117,8 @@ async def test_closed_loop_clients_are_not_kept_waiting_once_all_are_back() -> N
     model = Model(seconds=0.002)
     with ThreadPoolExecutor(1) as executor:
         batcher = MicroBatcher(model, executor, max_batch_size=64, max_latency_ms=200)
-
-        async def client(i: int) -> None:
-            for _ in range(10):
-                await batcher.submit(frame(i))
-
         started = time.perf_counter()
-        await asyncio.gather(*(client(i) for i in range(4)))
+        await closed_loop(batcher, clients=4, requests=10)
         elapsed = time.perf_counter() - started
         await batcher.close()
     assert model.calls == [4] * 10
@@ -124,12 +129,7 @@ async def test_under_load_batches_grow_while_the_model_is_busy() -> None:
     model = Model(seconds=0.02)
     with ThreadPoolExecutor(1) as executor:
         batcher = MicroBatcher(model, executor, max_batch_size=64, max_latency_ms=0)
-
-        async def client(i: int) -> None:
-            for _ in range(5):
-                await batcher.submit(frame(i))
-
-        await asyncio.gather(*(client(i) for i in range(16)))
+        await closed_loop(batcher, clients=16, requests=5)
         await batcher.close()
     assert sum(model.calls) == 80
     assert max(model.calls) >= 8  # requests queued up during the 20 ms calls
