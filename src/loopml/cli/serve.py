@@ -38,7 +38,12 @@ def serve(
         int, typer.Option(min=1, help="Rows per model call at most when batching.")
     ] = 64,
     max_latency_ms: Annotated[
-        float, typer.Option(min=0, help="How long a request waits for others to batch with.")
+        float,
+        typer.Option(
+            min=0,
+            help="The longest a request waits for others to batch with (only while fewer "
+            "wait than the last model call held).",
+        ),
     ] = 2.0,
     no_batching: Annotated[
         bool, typer.Option("--no-batching", help="One model call per request.")

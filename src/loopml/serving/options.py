@@ -21,7 +21,8 @@ class ServeOptions:
             export, run by ONNX Runtime).
         batching: Gather concurrent requests into one model call.
         max_batch_size: Rows per model call at most (a larger request runs alone).
-        max_latency_ms: How long the first queued request waits for others to join it.
+        max_latency_ms: The longest the first queued request waits for others to join it
+            (it waits only while fewer requests are queued than the last batch held).
         log_predictions: Append every prediction to the workspace's prediction log.
         max_body_mb: Larger request bodies are refused with 413.
         poll_seconds: How often an alias reference is re-resolved (hot swap); 0 turns
