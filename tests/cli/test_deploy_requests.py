@@ -9,6 +9,7 @@ import pytest
 
 import loopml
 from loopml.serving import list_deployments
+from loopml.store.repositories.deployments import DeploymentRepository
 from tests.cli import assert_clean_failure, invoke, table_line
 from tests.registry._samples import registered
 
@@ -72,5 +73,22 @@ def test_bad_requests_fail_cleanly_and_store_nothing(home: Path) -> None:
         "No deployment request",
     )
     assert_clean_failure(invoke(home, "deploy", "requests", "--state", "odd"), "state must be")
+    with loopml.Workspace.open(home, create=False) as ws:
+        assert list_deployments(ws) == []
+
+
+def test_the_canary_guards_given_reach_the_requested_plan(home: Path) -> None:
+    made = invoke(home, *REQUEST, "--max-latency-ratio", "2", "--latency-slack-ms", "25")
+    assert made.exit_code == 0, made.output
+    with loopml.Workspace.open(home, create=False) as ws:
+        [request] = list_deployments(ws, "m")
+        plan = DeploymentRepository(ws.db).get(request.request_id).plan
+    assert (plan["max_latency_ratio"], plan["latency_slack_ms"]) == (2.0, 25.0)
+    assert (plan["min_requests"], plan["steps"]) == (5, [50.0, 100.0])
+
+
+def test_a_negative_latency_slack_fails_cleanly_and_stores_nothing(home: Path) -> None:
+    failed = invoke(home, *REQUEST, "--latency-slack-ms", "-5")
+    assert_clean_failure(failed, "latency_slack_ms must be a number of ms, 0 or more")
     with loopml.Workspace.open(home, create=False) as ws:
         assert list_deployments(ws) == []

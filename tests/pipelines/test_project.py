@@ -186,3 +186,30 @@ def test_plain_data_without_lines_still_names_the_field() -> None:
                 "deploy": {"canary": {"max_error_rate": 2}},
             }
         )
+
+
+def _with_canary(canary: dict[str, object]) -> dict[str, object]:
+    return {
+        "model": "m",
+        "data": {"name": "d"},
+        "train": {"target": "t", "estimator": "sklearn.dummy.DummyClassifier"},
+        "gate": {"policy": {"checks": ["auc > 0.5"]}},
+        "deploy": {"canary": canary},
+    }
+
+
+@pytest.mark.parametrize("slack", [0, 25])
+def test_the_canary_latency_slack_is_read_into_the_plan(tmp_path: Path, slack: int) -> None:
+    project = parse_project(_with_canary({"max_latency_ratio": 1.5, "latency_slack_ms": slack}))
+    assert project.deploy.canary is not None
+    assert project.deploy.canary.plan == {"max_latency_ratio": 1.5, "latency_slack_ms": slack}
+    assert parse_project(project.to_dict(), base=tmp_path) == project
+
+
+@pytest.mark.parametrize("slack", [-1, float("nan"), "10ms", True])
+def test_a_bad_canary_latency_slack_names_the_key(slack: object) -> None:
+    with pytest.raises(
+        ProjectError,
+        match=r"^project, deploy.canary.latency_slack_ms: must be a number ≥ 0, got ",
+    ):
+        parse_project(_with_canary({"latency_slack_ms": slack}))

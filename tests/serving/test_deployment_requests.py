@@ -299,6 +299,15 @@ def test_a_request_whose_server_vanished_does_not_block_the_alias(ws: loopml.Wor
             ValidationError,
             "interval_s must be a positive.*min_requests must be.*max_error_rate must be",
         ),
+        *(
+            (
+                "models:/m/2",
+                {"plan": CanaryPlan(latency_slack_ms=slack)},
+                ValidationError,
+                "latency_slack_ms must be a number of ms, 0 or more",
+            )
+            for slack in (-1.0, float("nan"), "10")
+        ),
     ],
 )
 def test_bad_requests_are_refused_up_front_and_nothing_is_stored(
@@ -311,6 +320,14 @@ def test_bad_requests_are_refused_up_front_and_nothing_is_stored(
     with pytest.raises(error, match=message):
         request_deployment(refusing_ws, candidate, **options)
     assert list_deployments(refusing_ws) == []
+
+
+@pytest.mark.parametrize("slack", [-0.5, float("nan"), float("inf"), "10", None, True])
+def test_a_canary_latency_slack_must_be_a_number_of_ms_0_or_more(slack: Any) -> None:
+    with pytest.raises(ValidationError, match=r"latency_slack_ms must be a number of ms"):
+        DeploySpec("canary", "models:/m/2", CanaryPlan(latency_slack_ms=slack))
+    for fine in (0, 0.0, 25):  # 0: the ratio alone
+        assert DeploySpec("canary", "models:/m/2", CanaryPlan(latency_slack_ms=fine))
 
 
 def test_a_canary_the_protected_alias_could_never_take_is_refused(

@@ -70,6 +70,43 @@ def test_canary_rolls_back_on_errors_latency_or_prediction_drift() -> None:
     assert canary_decision(few, 1, 1, stable, _arm(100, scores=[0.99] * 100)).action == "wait"
 
 
+def _latencies(requests: int, p99: float) -> ArmStats:
+    """An arm whose p99 is exactly ``p99`` ms (every request took that long)."""
+    return ArmStats(requests, 0, [p99] * requests, [0.5] * requests)
+
+
+def test_canary_p99_over_the_ratio_but_within_the_slack_holds() -> None:
+    plan = CanaryPlan(interval_s=60, min_requests=50)  # x1.5 or +10 ms
+    stable = _latencies(500, 9.5)
+    noisy = canary_decision(plan, 0, 61, stable, _latencies(100, 19.2))  # x2, +9.7 ms
+    assert noisy.action == "advance", noisy.reason
+    assert noisy.measurements["allowed_p99_ms"] == pytest.approx(19.5)
+    # On a slow model the ratio allows more than the slack, and judges.
+    slow_stable = _latencies(500, 100.0)
+    assert canary_decision(plan, 0, 61, slow_stable, _latencies(100, 140.0)).action == "advance"
+    over = canary_decision(plan, 0, 61, slow_stable, _latencies(100, 151.0))
+    assert over.action == "rollback" and over.measurements["allowed_p99_ms"] == 150.0
+
+
+def test_canary_p99_over_both_the_ratio_and_the_slack_rolls_back_naming_both() -> None:
+    plan = CanaryPlan(interval_s=60, min_requests=50)
+    slow = canary_decision(plan, 0, 61, _latencies(500, 9.5), _latencies(100, 31.0))
+    assert slow.action == "rollback"
+    assert slow.reason == (
+        "p99 latency 31.0 ms on the canary against 9.5 ms (allowed 19.5 ms: x1.5 or +10 ms)"
+    )
+    assert slow.measurements["allowed_p99_ms"] == pytest.approx(19.5)
+
+
+def test_a_canary_latency_slack_of_0_leaves_the_ratio_alone() -> None:
+    plan = CanaryPlan(interval_s=60, min_requests=50, latency_slack_ms=0)
+    noisy = canary_decision(plan, 0, 61, _latencies(500, 9.5), _latencies(100, 19.2))
+    assert noisy.action == "rollback" and "x1.5 or +0 ms" in noisy.reason
+    assert noisy.measurements["allowed_p99_ms"] == pytest.approx(14.25)
+    within = canary_decision(plan, 0, 61, _latencies(500, 9.5), _latencies(100, 14.0))
+    assert within.action == "advance"
+
+
 def test_psi_is_small_for_the_same_distribution_and_large_for_a_shift() -> None:
     rng = np.random.default_rng(1)
     reference = rng.normal(size=5000)

@@ -67,6 +67,10 @@ def deploy(
     max_latency_ratio: Annotated[
         float, typer.Option(help="Canary p99 over stable p99 guard.")
     ] = 1.5,
+    latency_slack_ms: Annotated[
+        float,
+        typer.Option(help="Canary p99 may exceed stable's by this much whatever the ratio."),
+    ] = 10.0,
     max_prediction_psi: Annotated[
         float, typer.Option(help="Prediction drift guard (PSI against stable).")
     ] = 0.2,
@@ -129,12 +133,13 @@ def deploy(
             raise ValidationError("Give exactly one of --canary, --shadow or --ab.")
         strategy, candidate = chosen[0]
         plan = CanaryPlan(
-            tuple(parse_steps(steps)),
-            parse_duration(interval),
-            min_requests,
-            max_error_rate,
-            max_latency_ratio,
-            max_prediction_psi,
+            steps=tuple(parse_steps(steps)),
+            interval_s=parse_duration(interval),
+            min_requests=min_requests,
+            max_error_rate=max_error_rate,
+            max_latency_ratio=max_latency_ratio,
+            latency_slack_ms=latency_slack_ms,
+            max_prediction_psi=max_prediction_psi,
         )
         spec = DeploySpec(strategy, candidate, plan, split, parse_duration(check_every))
         if request:

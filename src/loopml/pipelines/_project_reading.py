@@ -128,6 +128,7 @@ _CANARY_PLAN = (
     "min_requests",
     "max_error_rate",
     "max_latency_ratio",
+    "latency_slack_ms",
     "max_prediction_psi",
     "min_drift_rows",
 )
@@ -546,12 +547,13 @@ class Reader:
         for key in ("min_requests", "min_drift_rows"):
             if key in canary:
                 plan[key] = self.whole(canary, key, path, 1, 1)
-        for key, high in (
-            ("max_error_rate", 1.0),
-            ("max_latency_ratio", math.inf),
-            ("max_prediction_psi", math.inf),
+        for key, high, above in (
+            ("max_error_rate", 1.0, False),
+            ("max_latency_ratio", math.inf, True),
+            ("latency_slack_ms", math.inf, False),  # 0: the ratio alone
+            ("max_prediction_psi", math.inf, True),
         ):
-            number = self.number(canary, key, path, 0.0, high, above=key != "max_error_rate")
+            number = self.number(canary, key, path, 0.0, high, above=above)
             if number is not None:
                 plan[key] = number
         return CanaryConfig(

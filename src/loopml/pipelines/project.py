@@ -40,7 +40,8 @@ and :func:`loopml.pipelines.ct.run_ct` use it)::
         interval: 30s                      # time per step
         min_requests: 50                   # per step, before it is judged
         max_error_rate: 0.01
-        max_latency_ratio: 1.5             # canary p99 over stable p99
+        max_latency_ratio: 1.5             # canary p99 over stable p99...
+        latency_slack_ms: 10               # ...and over stable p99 + this (ms) to fail
         max_prediction_psi: 0.2
         min_drift_rows: 200
         check_every: 5s                    # how often the server checks the guards

@@ -121,6 +121,9 @@ def _check_plan(plan: CanaryPlan, check_seconds: float) -> None:
     for name in ("max_latency_ratio", "max_prediction_psi"):
         if not positive(getattr(plan, name)):
             problems.append(f"{name} must be a positive number, got {getattr(plan, name)}")
+    slack = plan.latency_slack_ms
+    if isinstance(slack, bool) or not (positive(slack) or slack == 0):
+        problems.append(f"latency_slack_ms must be a number of ms, 0 or more, got {slack!r}")
     if not positive(check_seconds):
         problems.append(f"check_seconds must be a positive number, got {check_seconds}")
     if problems:

@@ -100,6 +100,9 @@ class CanaryPlan:
     min_requests: int = 50  # per step on the canary before it is judged
     max_error_rate: float = 0.01  # absolute; and never worse than stable + this margin
     max_latency_ratio: float = 1.5  # canary p99 over stable p99
+    # ...and over stable p99 plus this: the p99 of a step's 20-200 requests is nearly
+    # their maximum, so a few ms of scheduling noise must not roll a canary back.
+    latency_slack_ms: float = 10.0
     max_prediction_psi: float = 0.2  # population stability of the canary's predictions
     min_drift_rows: int = 200  # per arm before the PSI is judged: on fewer it is noise
 
@@ -118,7 +121,9 @@ def canary_decision(
 
     A failing guard rolls back at once, whatever the time; the step advances only when
     its interval has passed with at least ``min_requests`` on the canary and every guard
-    holding; after the last step the canary is promoted.
+    holding; after the last step the canary is promoted. The latency guard fails only
+    when the canary's p99 exceeds both ``max_latency_ratio`` times stable's and stable's
+    plus ``latency_slack_ms``.
     """
     measured = {
         "canary_requests": float(canary.requests),
@@ -139,13 +144,20 @@ def canary_decision(
         return CanaryDecision(
             "wait", f"{canary.requests} of {plan.min_requests} requests", measured
         )
-    if stable.latencies_ms and canary.p99_ms > plan.max_latency_ratio * max(stable.p99_ms, 1.0):
-        return CanaryDecision(
-            "rollback",
-            f"p99 latency {canary.p99_ms:.1f} ms on the canary against {stable.p99_ms:.1f} ms"
-            f" (allowed x{plan.max_latency_ratio})",
-            measured,
+    if stable.latencies_ms:
+        allowed = max(
+            plan.max_latency_ratio * max(stable.p99_ms, 1.0),
+            stable.p99_ms + plan.latency_slack_ms,
         )
+        measured["allowed_p99_ms"] = allowed
+        if canary.p99_ms > allowed:
+            return CanaryDecision(
+                "rollback",
+                f"p99 latency {canary.p99_ms:.1f} ms on the canary against"
+                f" {stable.p99_ms:.1f} ms (allowed {allowed:.1f} ms:"
+                f" x{plan.max_latency_ratio:g} or +{plan.latency_slack_ms:g} ms)",
+                measured,
+            )
     if min(len(canary.predictions), len(stable.predictions)) >= plan.min_drift_rows:
         drift = psi(np.asarray(stable.predictions), np.asarray(canary.predictions))
         measured["prediction_psi"] = drift
