@@ -6,34 +6,55 @@ import subprocess
 import sys
 from pathlib import Path
 
-SCRIPT = """
-import multiprocessing
-import loopml.cli  # as the `loopml` console script does
-from loopml.serving.server import _workers_import_only_this_module
+import loopml
+from tests.registry._samples import registered
 
-CHECK = "import sys; sys.exit(3 if 'loopml.cli' in sys.modules else 4)"
+PRELOAD = """
+import gc, os, sys, threading
+from loopml.serving.server import _preload
 
-def start():
-    process = multiprocessing.get_context("spawn").Process(target=exec, args=(CHECK,))
-    process.start()
-    process.join()
-    return process.exitcode
-
-if __name__ == "__main__":
-    plain = start()
-    with _workers_import_only_this_module():
-        light = start()
-    print(plain, light)
+_preload({home!r}, {reference!r}, {runtime!r})
+files = []
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        files.append(os.readlink(f"/proc/self/fd/{{fd}}"))
+    except OSError:  # the listing's own descriptor, closed by now
+        pass
+print(
+    "sklearn.linear_model" in sys.modules,
+    "loopml.serving.app" in sys.modules,
+    threading.active_count(),
+    any(name.endswith(".db") for name in files),
+    gc.get_freeze_count() > 0,
+    gc.isenabled(),
+)
 """
 
 
-def test_spawned_workers_do_not_import_the_cli(tmp_path: Path) -> None:
-    """uvicorn spawns workers, and spawn runs the parent's __main__ (the console script,
-    so the whole CLI) in each; while serving, a worker imports only the server module."""
-    script = tmp_path / "main.py"
-    script.write_text(SCRIPT)
+def _preloaded(home: Path, reference: str, runtime: str = "pickle") -> list[str]:
+    script = PRELOAD.format(home=str(home), reference=reference, runtime=runtime)
     done = subprocess.run(
-        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
-    # 3: the CLI was imported in the child (as without the change), 4: it was not.
-    assert done.stdout.split() == ["3", "4"]
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_the_parent_preloads_the_models_libraries_and_keeps_nothing_open(tmp_path: Path) -> None:
+    """Workers are forked from a parent that has imported the app and the model's
+    libraries (scikit-learn's linear models here): safe to fork only with no thread started and no
+    database connection left open, and with the shared objects frozen."""
+    home = tmp_path / "home"
+    with loopml.Workspace.open(home) as ws:
+        registered(ws, 1)
+        ws.registry.promote("churn", 1, "live")
+    assert _preloaded(home, "models:/churn@live") == ["True", "True", "1", "False", "True", "True"]
+
+
+def test_a_model_the_parent_cannot_preload_is_left_to_the_workers(tmp_path: Path) -> None:
+    """A missing model is not the parent's error to raise: each worker reports it and
+    does not become ready (tests/serving/test_server_process.py)."""
+    home = tmp_path / "home"
+    loopml.Workspace.open(home).close()
+    imported, app, threads, open_db, _, collecting = _preloaded(home, "models:/nothing@live")
+    assert (imported, app, threads, open_db, collecting) == ("False", "True", "1", "False", "True")

@@ -183,9 +183,9 @@ def test_sigterm_drains_the_prediction_log_of_a_loaded_server(tmp_path: Path, wo
 
 
 def _worker_pids(pid: int) -> list[int]:
-    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
+    """The worker processes under ``pid``: forked, so running the parent's command line
+    (spawned workers would run multiprocessing's ``spawn_main`` instead)."""
+    command = Path(f"/proc/{pid}/cmdline").read_bytes()
     return [
-        child
-        for child in child_pids(pid)
-        if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes()
+        child for child in child_pids(pid) if Path(f"/proc/{child}/cmdline").read_bytes() == command
     ]
