@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -251,9 +252,24 @@ def test_deleted_object_is_not_found(store: ArtifactStore) -> None:
 def test_storing_a_missing_file_is_not_found(backend: Backend, tmp_path: Path) -> None:
     missing = tmp_path / "does-not-exist.csv"
 
-    with pytest.raises(NotFoundError, match=r"does-not-exist\.csv"):
-        backend.store.put_file(missing)
+    for once in (False, True):
+        with pytest.raises(NotFoundError, match=r"does-not-exist\.csv"):
+            backend.store.put_file(missing, once=once)
     assert backend.object_count() == 0
+
+
+def test_a_store_failing_to_write_is_not_blamed_on_the_source(
+    local_store: ArtifactStore, tmp_path: Path
+) -> None:
+    """put_file(once=True) reads and writes in one pass: a store whose own folder is gone
+    fails as the store, not as "the file you passed does not exist"."""
+    source = tmp_path / "here.bin"
+    source.write_bytes(b"present")
+    shutil.rmtree(Path(local_store.root) / "tmp", ignore_errors=True)
+    with pytest.raises(OSError) as raised:
+        local_store.put_file(source, once=True)
+    assert not isinstance(raised.value, NotFoundError)
+    assert source.read_bytes() == b"present"
 
 
 class _FailingStream(io.RawIOBase):

@@ -89,10 +89,11 @@ class ArtifactStore:
         source = Path(path)
         if once and not move:
             try:
-                with source.open("rb") as handle:
-                    return self._write(handle)
+                handle = source.open("rb")
             except FileNotFoundError:
                 raise NotFoundError(f"{path} does not exist; check the path you passed.") from None
+            with handle:  # an error writing the store's side is not a missing source
+                return self._write(handle)
         digest, size = _hash_file(source)
         if self.exists(digest):
             return StoredBlob(digest, size)
