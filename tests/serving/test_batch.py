@@ -246,9 +246,10 @@ def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
     ws: loopml.Workspace, tmp_path: Path
 ) -> None:
     # 200,000 rows in 4 row groups, with a wide text column the model does not read,
-    # scored 5,000 rows at a time: the Arrow memory in use while scoring stays a small
-    # part of the input's (the whole file was read ahead before, over 1.5 times it). The
-    # log may hold 20 chunks' outputs while the input file is being stored: a few MB.
+    # scored 5,000 rows at a time: the Arrow memory in use while scoring stays under half
+    # the input's (the whole file was read ahead before, over 1.5 times it). The log may
+    # hold 20 chunks' outputs while the input file is being stored: a few MB, and where
+    # the peak falls (8-14 MB of 34) depends on when the log's writer builds its table.
     frame = features(200_000, seed=8).assign(note=lambda f: f["customer"] + " " * 100)
     source = tmp_path / "input.parquet"
     frame.to_parquet(source, row_group_size=50_000)
@@ -260,7 +261,7 @@ def test_a_large_input_is_streamed_a_few_chunks_at_a_time(
         on_progress=lambda done, total: in_use.append(pa.total_allocated_bytes() - before),
     )  # fmt: skip
     assert len(in_use) == 40
-    assert max(in_use) < decoded / 3
+    assert max(in_use) < decoded / 2
     model = ws.registry.load("models:/rf/1")
     out = pd.read_parquet(result.output)
     assert out["prediction"].tolist() == list(model.predict(frame))

@@ -124,6 +124,31 @@ def test_stored_inputs_are_joined_back_by_row(
     assert x.to_pylist() == [0.5, None, None]
 
 
+def test_a_batch_files_repeated_text_is_stored_once_and_read_back_as_text(
+    sqlite_workspace: loopml.Workspace, tmp_path: Path
+) -> None:
+    """A job's id, model, arm and source repeat on every row: its file holds them as
+    dictionaries (spelling them out per row cost more than writing the file), and every
+    reader sees plain text, as from a server's files."""
+    ws = sqlite_workspace
+    inputs = stored_inputs(ws, INPUTS, tmp_path)
+    with PredictionLog(ws, flush_seconds=3600) as log:
+        log_chunk(log, inputs, 0, rows=4)
+        log_chunk(log, inputs, 4, rows=4)
+    (file,) = prediction_files(ws, "job")
+    physical = pq.read_schema(path(ws, file.sha256))
+    for name in ("request_id", "model", "arm", "source"):
+        assert pa.types.is_dictionary(physical.field(name).type)
+        assert dict(file.schema)[name] == "string"
+    frame = ws.predictions("job")
+    assert frame["request_id"].tolist() == ["batch-1"] * 8
+    assert frame["model"].tolist() == ["job"] * 8 and frame["source"].tolist() == ["batch"] * 8
+    assert frame["arm"].isna().all()
+    assert not any(isinstance(frame[name].dtype, pd.CategoricalDtype) for name in frame)
+    (table,) = [pa.Table.from_batches(scan(ws, [file], None, None, ["request_id", "arm"]))]
+    assert table.schema.types == [pa.string(), pa.string()]
+
+
 def test_outputs_alone_are_read_without_the_inputs_blob(
     sqlite_workspace: loopml.Workspace, tmp_path: Path
 ) -> None:

@@ -194,6 +194,7 @@ def _joined(
 ) -> pa.Table:
     """A file logged with :class:`~loopml.serving.predlog.StoredInputs`: its rows, the
     input columns taken from the rows of the input blob that its ``row`` column names."""
+    import pyarrow as pa
     import pyarrow.dataset as ds
 
     assert file.inputs_sha256 is not None
@@ -207,6 +208,9 @@ def _joined(
     table = ds.dataset(
         ws.artifacts.object_path(file.sha256), format="parquet", filesystem=filesystem
     ).to_table(columns=read, filter=condition)
+    for i, field in enumerate(table.schema):  # its repeated text, written as dictionaries
+        if pa.types.is_dictionary(field.type):
+            table = table.set_column(i, field.name, table.column(i).cast(field.type.value_type))
     if from_blob:
         try:
             inputs = _input_rows(
