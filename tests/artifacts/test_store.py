@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
+import mmap
+import os
 import shutil
 import subprocess
 import sys
@@ -15,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+import loopml.artifacts.store as store_module
 from loopml.artifacts.store import CHUNK, ArtifactStore, StoredBlob
 from loopml.errors import ArtifactError, ConfigError, CorruptArtifactError, NotFoundError
 
@@ -495,3 +499,44 @@ def test_a_moved_file_is_renamed_into_place_once(
     again = tmp_path / "same.bin"
     again.write_bytes(b"parquet bytes")
     assert local_store.put_file(again, move=True) == blob  # already stored: left alone
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK * 3 + 17])
+def test_a_file_stored_in_one_pass_is_whole_and_named_by_its_hash(
+    backend: Backend, tmp_path: Path, size: int
+) -> None:
+    """put_file(once=True) (batch inputs): on a local store the kernel copies the file and
+    the copy is hashed; on S3 it streams. Either way the name is the content's sha256."""
+    data = os.urandom(size)
+    source = tmp_path / "input.parquet"
+    source.write_bytes(data)
+    blob = backend.store.put_file(source, once=True)
+    assert blob == StoredBlob(hashlib.sha256(data).hexdigest(), size)
+    assert backend.store.read_bytes(blob.sha256) == data
+    assert backend.store.put_file(source, once=True) == blob
+
+
+def test_a_kernel_copy_that_stops_midway_is_finished_through_a_buffer(
+    local_store: ArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_file_range refuses some pairs of files (EXDEV on older kernels); the copy
+    goes on from where it stopped, and nothing is stored twice or cut short. (The copy
+    is hashed through memory-map windows: pages here, so that it takes many.)"""
+    data = os.urandom(CHUNK * 2 + 5)
+    source = tmp_path / "input.parquet"
+    source.write_bytes(data)
+    real = os.copy_file_range
+    calls = []
+
+    def once_then_refuse(src: int, dst: int, count: int, *args: int) -> int:
+        calls.append(count)
+        if len(calls) > 1:
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        return real(src, dst, CHUNK, *args)
+
+    monkeypatch.setattr(os, "copy_file_range", once_then_refuse)
+    monkeypatch.setattr(store_module, "_WINDOW", mmap.ALLOCATIONGRANULARITY)
+    blob = local_store.put_file(source, once=True)
+    assert len(calls) == 2
+    assert local_store.read_bytes(blob.sha256) == data
+    assert blob.sha256 == hashlib.sha256(data).hexdigest()
