@@ -3,6 +3,10 @@ and a hot swap under a running load."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -189,3 +193,84 @@ def _worker_pids(pid: int) -> list[int]:
     return [
         child for child in child_pids(pid) if Path(f"/proc/{child}/cmdline").read_bytes() == command
     ]
+
+
+def test_each_worker_listens_on_its_own_socket_and_a_burst_of_connections_is_spread(
+    tmp_path: Path,
+) -> None:
+    """On one shared socket the worker that woke first took a whole burst of connections
+    (two workers on one core); each worker now has its own (SO_REUSEPORT), the parent
+    none, and the kernel spreads 32 connections opened at once over both."""
+    from tests.registry._samples import registered
+
+    home = tmp_path / "home"
+    with loopml.Workspace.open(home) as ws:
+        registered(ws, 1)
+        ws.registry.promote("churn", 1, "live")
+    args = ("models:/churn@live", "--poll-seconds", "0", "--workers", "2", "--no-log")
+    with running_server(home, *args) as (url, pid):
+        workers = set(_worker_pids(pid))
+        port = int(url.rsplit(":", 1)[1])
+        deadline = time.monotonic() + 60
+        while len(_sockets(port, "0A")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)  # the second worker listens once its model is warmed up
+        assert set(_owners(_sockets(port, "0A")).values()) == workers
+        clients = [httpx.Client(base_url=url) for _ in range(32)]
+        try:
+            with ThreadPoolExecutor(32) as pool:
+                codes = list(
+                    pool.map(
+                        lambda c: c.post("/models/churn/predict", json={"records": [CHURN_ROW]}),
+                        clients,
+                    )
+                )
+            assert [reply.status_code for reply in codes] == [200] * 32
+            held = list(_owners(_sockets(port, "01")).values())
+            assert len(held) == 32 and set(held) == workers  # each worker holds some
+        finally:
+            for client in clients:
+                client.close()
+
+
+def test_two_workers_on_a_busy_port_fail_with_a_clear_error(tmp_path: Path) -> None:
+    from tests.registry._samples import registered
+
+    home = tmp_path / "home"
+    with loopml.Workspace.open(home) as ws:
+        registered(ws, 1)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "loopml"), "serve", "models:/churn/1",
+             "--home", str(home), "--port", str(port), "--workers", "2"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    assert done.returncode != 0
+    assert f"Cannot serve on 127.0.0.1:{port}" in done.stdout + done.stderr
+    assert "--port" in done.stdout + done.stderr
+
+
+def _sockets(port: int, state: str) -> set[int]:
+    """Inodes of the TCP sockets on local ``port`` in ``state`` (0A listening, 01
+    established), from /proc/net/tcp."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == state:
+            found.add(int(fields[9]))
+    return found
+
+
+def _owners(inodes: set[int]) -> dict[int, int]:
+    """The process holding each socket inode."""
+    owners = {}
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:[") and int(target[8:-1]) in inodes:
+            owners[int(target[8:-1])] = int(fd.parent.parent.name)
+    return owners
