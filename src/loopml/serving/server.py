@@ -70,6 +70,7 @@ def _run(
     options: dict[str, Any],
 ) -> None:
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from loopml.serving.app import create_app
 
@@ -95,8 +96,6 @@ def _run(
         }
     )
     _preload(workspace, reference, options.get("runtime", "pickle"))
-    from uvicorn.supervisors import Multiprocess
-
     config = uvicorn.Config(
         "loopml.serving.server:app_from_environment", factory=True, workers=workers, **common
     )
