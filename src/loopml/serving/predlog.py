@@ -364,16 +364,15 @@ class PredictionLog:
             Path(name).unlink(missing_ok=True)
         times = table.column("time")
         low, high = pc.min(times).value, pc.max(times).value
-        schema = [(field.name, str(field.type)) for field in table.schema]
+        # As read back: a batch file's repeated text as text (see _table).
+        schema = [
+            (field.name, str(field.type.value_type))
+            if stored is not None and pa.types.is_dictionary(field.type)
+            else (field.name, str(field.type))
+            for field in table.schema
+        ]
         inputs = None
         if stored is not None:
-            # As read back: its repeated text as text (see _table).
-            schema = [
-                (field.name, str(field.type.value_type))
-                if pa.types.is_dictionary(field.type)
-                else (field.name, str(field.type))
-                for field in table.schema
-            ]
             names = [name for name, _ in stored.schema]
             # Where the inline inputs would be: after the log's own columns.
             at = len(RESERVED_COLUMNS) - 1
@@ -473,7 +472,8 @@ def _table(entries: list[_Entry], by_index: bool = False) -> pa.Table:
         def constant(value: Any) -> pa.Array:
             if value is None:
                 return pa.nulls(total, pa.dictionary(pa.int32(), text))
-            return pa.DictionaryArray.from_arrays(np.zeros(total, np.int32), pa.array([value]))
+            dictionary = pa.array([value], text)
+            return pa.DictionaryArray.from_arrays(np.zeros(total, np.int32), dictionary)
     else:
         # One string per entry, repeated by index in Arrow: a numpy array of a batch
         # job's id repeated per row cost more than the rest of the table.

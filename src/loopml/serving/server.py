@@ -195,11 +195,9 @@ def _listener_per_worker(host: str, port: int) -> Iterator[socket.socket]:
             "or pick another with --port."
         ) from None
     placeholder.set_inheritable(True)
-    _listening.update(
-        address=placeholder.getsockname(), family=family, descriptor=placeholder.fileno()
-    )
+    bound = placeholder.getsockname()  # the port chosen, when asked for port 0
+    _listening.update(address=bound, family=family, descriptor=placeholder.fileno())
     os.register_at_fork(after_in_child=_own_listener)
-    bound = placeholder.getsockname()
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", bound[0], bound[1]
     )
